@@ -6,13 +6,14 @@ import (
 	"github.com/Masterminds/semver/v3"
 )
 
-// Phase names, in the order the engine runs them. Rollback runs only when a later
-// phase failed after Prepare started.
+// Phase names, in the order the engine runs them. Commit runs only after a
+// successful validation; Rollback only when Prepare, Execute or Validate failed.
 const (
 	PhaseDownload = "download"
 	PhasePrepare  = "prepare"
 	PhaseExecute  = "execute"
 	PhaseValidate = "validate"
+	PhaseCommit   = "commit"
 	PhaseRollback = "rollback"
 )
 
@@ -20,7 +21,8 @@ const (
 var Phases = []string{PhaseDownload, PhasePrepare, PhaseExecute, PhaseValidate}
 
 // RestoreDriver restores one kind of database. The engine calls Download, Prepare,
-// Execute and Validate in order, and Rollback if Prepare, Execute or Validate fail.
+// Execute and Validate in order, then Commit once validation passed, or Rollback if
+// Prepare, Execute or Validate failed.
 // Every method honours ctx: it returns promptly with a Cancelled error once ctx is
 // done.
 type RestoreDriver interface {
@@ -36,6 +38,9 @@ type RestoreDriver interface {
 	Execute(ctx context.Context, run *Run, snap *Snapshot, target *Target) (*RestoreResult, error)
 	// Validate checks the restored target; any failed check fails the run.
 	Validate(ctx context.Context, run *Run, snap *Snapshot, target *Target) (*ValidationResult, error)
+	// Commit runs after validation passed: it drops what Rollback would have needed
+	// (the previous data kept aside), as the driver's retention params say.
+	Commit(ctx context.Context, run *Run, snap *Snapshot, target *Target) error
 	// Rollback puts the target back as it was before Prepare, using what earlier
 	// phases recorded in run.State. It must be safe to call when nothing was changed.
 	Rollback(ctx context.Context, run *Run, snap *Snapshot, target *Target) error

@@ -1,0 +1,58 @@
+package builtins
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"go.starlark.net/starlark"
+)
+
+func init() {
+	Register(Module{
+		Name: "log",
+		Doc:  "Structured log lines from scripts, on the run's logger (secrets masked).",
+		Funcs: []Func{
+			logFunc("debug", zerolog.DebugLevel),
+			logFunc("info", zerolog.InfoLevel),
+			logFunc("warn", zerolog.WarnLevel),
+			logFunc("error", zerolog.ErrorLevel),
+		},
+	})
+}
+
+func logFunc(name string, level zerolog.Level) Func {
+	return Func{
+		Name:     name,
+		Effect:   Read,
+		Params:   "msg, **fields",
+		Returns:  "None",
+		Doc:      fmt.Sprintf("Logs msg at %s level with the given fields.", name),
+		NoRecord: true,
+		Impl: func(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var msg string
+			if err := Unpack("log."+name, args, nil, "msg", &msg); err != nil {
+				return nil, err
+			}
+			ev := env.Log.WithLevel(level).Str("phase", PhaseFrom(ctx))
+			for _, kv := range kwargs {
+				k := string(kv[0].(starlark.String))
+				v, err := FromValue(kv[1])
+				switch x := v.(type) {
+				case string:
+					ev = ev.Str(k, env.Redact(x))
+				case nil, bool, int64, float64:
+					if err == nil {
+						ev = ev.Interface(k, x)
+						continue
+					}
+					ev = ev.Str(k, env.Redact(kv[1].String()))
+				default:
+					ev = ev.Str(k, env.Redact(fmt.Sprint(x)))
+				}
+			}
+			ev.Msg(env.Redact(msg))
+			return starlark.None, nil
+		},
+	}
+}

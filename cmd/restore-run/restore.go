@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/restore-run/restore-run/engine"
+)
+
+type restoreFlags struct {
+	driver, snapshot, target string
+	params                   []string
+	report, workdir          string
+	keep                     bool
+}
+
+func newRestoreCmd(g *globalFlags, mode engine.Mode) *cobra.Command {
+	f := &restoreFlags{}
+	cmd := &cobra.Command{Args: cobra.NoArgs}
+	switch mode {
+	case engine.ModeRestore:
+		cmd.Use = "restore --driver NAME[@VERSION] --snapshot REF --target TARGET"
+		cmd.Short = "Restore a snapshot into a target and validate it"
+		cmd.Long = `Restore a snapshot into a target and validate it.
+
+Phases: download (fetch and verify every byte of the snapshot), prepare, execute,
+validate. If prepare, execute or validate fail, or the run is interrupted, the
+driver's rollback puts the target's previous data back.
+
+REF is a snapshot directory with a manifest.json, a single native file (e.g. from
+etcdctl snapshot save), or a file:// URL. TARGET is scratch://ENGINE?options (a
+throwaway server, e.g. scratch://etcd?members=3) or a YAML target file.`
+		cmd.Example = `  restore-run restore --driver etcd --snapshot testdata/etcd/quickstart --target 'scratch://etcd?members=3'
+  restore-run restore --driver etcd@^1 --snapshot /backups/etcd.db --target prod-etcd.yaml --param bump_revision=1000000000 --param mark_compacted=true`
+	case engine.ModePlan:
+		cmd.Use = "plan --driver NAME[@VERSION] --snapshot REF --target TARGET"
+		cmd.Short = "Print every step and side effect a restore would make, changing nothing"
+		cmd.Long = `Run the driver in plan mode: builtins that change anything (downloads, file moves,
+server start/stop, restores) are recorded instead of run, and printed in order with
+the script line that asked for them. Validation is not run.`
+	case engine.ModeValidate:
+		cmd.Use = "validate --driver NAME[@VERSION] --snapshot REF --target TARGET"
+		cmd.Short = "Only validate a target against a snapshot (after verifying the snapshot)"
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.driver, "driver", "", "driver NAME or NAME@CONSTRAINT (e.g. etcd, etcd@1, etcd@^1.2, etcd@=1.2.0)")
+	fl.StringVar(&f.snapshot, "snapshot", "", "snapshot reference: directory with manifest.json, native file, or file:// URL")
+	fl.StringVar(&f.target, "target", "", "target: scratch://ENGINE?options or a YAML target file")
+	fl.StringArrayVar(&f.params, "param", nil, "driver parameter KEY=VALUE (repeatable; see `restore-run drivers show NAME`)")
+	fl.StringVar(&f.report, "report", "", "write the JSON run report to this file")
+	fl.StringVar(&f.workdir, "workdir", "", "work directory for downloads and scratch data (kept); default: a temp dir removed at the end")
+	if mode == engine.ModeRestore {
+		fl.BoolVar(&f.keep, "keep", false, "scratch targets: after validation print `ready: ENDPOINTS` and keep serving until SIGINT/SIGTERM")
+	}
+	for _, name := range []string{"driver", "snapshot", "target"} {
+		cmd.MarkFlagRequired(name)
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		params, err := parseParams(f.params)
+		if err != nil {
+			return err
+		}
+		host, err := g.host()
+		if err != nil {
+			return err
+		}
+		log, _ := g.logger()
+		catalog := host.Discover()
+		runner := &engine.Runner{Catalog: catalog}
+		out := cmd.OutOrStdout()
+		opts := engine.Options{
+			Mode: mode, Driver: f.driver, Snapshot: f.snapshot, Target: f.target, Params: params,
+			WorkDir: f.workdir, Keep: f.keep, ReportPath: f.report, Log: log, Redactor: g.redactor,
+			Ready: func(endpoints []string) {
+				fmt.Fprintf(out, "ready: %s\n", strings.Join(endpoints, ","))
+				if fl, ok := out.(*os.File); ok {
+					fl.Sync()
+				}
+			},
+		}
+		rep, err := runner.Run(cmd.Context(), opts)
+		if rep != nil {
+			if mode == engine.ModePlan && err == nil {
+				printPlan(out, rep)
+			} else {
+				printSummary(out, rep)
+			}
+		}
+		return err
+	}
+	return cmd
+}
+
+func parseParams(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, &flagError{errorf("--param %q: want KEY=VALUE", kv)}
+		}
+		if _, dup := out[k]; dup {
+			return nil, &flagError{errorf("--param %s given twice", k)}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
