@@ -77,14 +77,13 @@ func membersOf(env *Env) *etcdMembers {
 		env.Defer("etcd members", func(context.Context) error {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			var first error
+			var all []*etcdops.Member
 			for name, mem := range m.running {
-				if err := mem.Stop(); err != nil && first == nil {
-					first = fmt.Errorf("stop member %s: %w", name, err)
-				}
+				all = append(all, mem)
 				delete(m.running, name)
 			}
-			return first
+			// Together: one by one, each stop waits for a leader hand-over.
+			return etcdops.StopMembers(all)
 		})
 		return m
 	}).(*etcdMembers)

@@ -182,6 +182,9 @@ func quickstartDataset() ([]fixtureOp, map[string]string) {
 //
 //	go test ./etcdops -run Fixture -update-fixtures
 func TestFixtureQuickstart(t *testing.T) {
+	if !*updateFixtures {
+		t.Parallel()
+	}
 	if *updateFixtures {
 		generateQuickstart(t)
 	}
