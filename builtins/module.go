@@ -157,8 +157,10 @@ func (f Func) call(thread *starlark.Thread, qualified string, args starlark.Tupl
 		Args:    env.Redact(formatArgs(args, kwargs)),
 		Start:   time.Now(),
 	}
-	if pos := thread.CallFrame(1).Pos; pos.IsValid() {
-		call.Pos = pos.String()
+	if thread.CallStackDepth() > 1 {
+		if pos := thread.CallFrame(1).Pos; pos.IsValid() {
+			call.Pos = pos.String()
+		}
 	}
 	if env.Plan && (f.Effect == Write || f.Plan != nil) {
 		call.Planned = f.Effect == Write

@@ -271,6 +271,7 @@ func (r *Runner) Run(ctx context.Context, opts Options) (rep *Report, err error)
 		}
 		if failed == nil && opts.Mode == ModeRestore {
 			failed = r.validate(pctx, opts, d, run, snap, target, rep, phase)
+			rep.RTOSeconds = time.Since(start).Seconds()
 		}
 		if failed == nil && opts.Mode == ModeRestore {
 			// The restore is proven: drop what a rollback would have needed. A
@@ -293,7 +294,9 @@ func (r *Runner) Run(ctx context.Context, opts Options) (rep *Report, err error)
 			}
 		}
 	}
-	rep.RTOSeconds = time.Since(start).Seconds()
+	if rep.RTOSeconds == 0 {
+		rep.RTOSeconds = time.Since(start).Seconds()
+	}
 	if failed != nil {
 		return rep, failed
 	}
