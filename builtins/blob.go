@@ -17,11 +17,11 @@ func init() {
 			"the manifest's size and sha256 (per part when the manifest has parts).",
 		Funcs: []Func{
 			{Name: "fetch", Effect: Write, Params: "name, dest=None", Returns: "local path",
-				Doc: "Downloads snapshot file name to dest (default: WORKDIR/download/NAME), verified.",
+				Doc:    "Downloads snapshot file name to dest (default: WORKDIR/download/NAME), verified.",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Corruption, drivers.Transient, drivers.Cancelled},
 				Impl:   blobFetch, Plan: blobFetchPlan},
 			{Name: "fetch_all", Effect: Write, Params: "dest_dir=None", Returns: "dict name -> local path",
-				Doc: "Downloads every file of the snapshot under dest_dir (default: WORKDIR/download), verified.",
+				Doc:    "Downloads every file of the snapshot under dest_dir (default: WORKDIR/download), verified.",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Corruption, drivers.Transient, drivers.Cancelled},
 				Impl:   blobFetchAll, Plan: blobFetchAllPlan},
 			{Name: "read", Effect: Read, Params: "name", Returns: "string",

@@ -24,11 +24,15 @@ func init() {
 			{Name: "start", Effect: Write, Params: "service", Returns: "None",
 				Doc:    "Starts the service (a `service` entry of the target).",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Transient, drivers.Cancelled},
-				Impl:   func(ctx context.Context, env *Env, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) { return serviceDo(ctx, env, "start", a, kw) }},
+				Impl: func(ctx context.Context, env *Env, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+					return serviceDo(ctx, env, "start", a, kw)
+				}},
 			{Name: "stop", Effect: Write, Params: "service", Returns: "None",
 				Doc:    "Stops the service (a `service` entry of the target).",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Transient, drivers.Cancelled},
-				Impl:   func(ctx context.Context, env *Env, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) { return serviceDo(ctx, env, "stop", a, kw) }},
+				Impl: func(ctx context.Context, env *Env, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
+					return serviceDo(ctx, env, "stop", a, kw)
+				}},
 		},
 	})
 }

@@ -13,8 +13,8 @@ import (
 
 type fakeDriver struct{ info Info }
 
-func (f fakeDriver) Info() Info                                           { return f.info }
-func (fakeDriver) Download(context.Context, *Run, *Snapshot) error        { return nil }
+func (f fakeDriver) Info() Info                                            { return f.info }
+func (fakeDriver) Download(context.Context, *Run, *Snapshot) error         { return nil }
 func (fakeDriver) Prepare(context.Context, *Run, *Snapshot, *Target) error { return nil }
 func (fakeDriver) Execute(context.Context, *Run, *Snapshot, *Target) (*RestoreResult, error) {
 	return nil, nil

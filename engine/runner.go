@@ -129,7 +129,7 @@ func (r *Runner) Run(ctx context.Context, opts Options) (rep *Report, err error)
 	info := d.Info()
 	rep = &Report{
 		RunID: runID, Mode: string(opts.Mode), Start: start.UTC(),
-		Driver:  DriverReport{Name: info.Name, Version: info.Version.String(), API: info.API, Source: info.Source, SHA256: info.SHA256},
+		Driver:   DriverReport{Name: info.Name, Version: info.Version.String(), API: info.API, Source: info.Source, SHA256: info.SHA256},
 		Snapshot: SnapshotReport{Ref: opts.Snapshot},
 		Result:   "failed",
 	}
