@@ -36,8 +36,14 @@ func fetchDest(env *Env, name, dest string) (string, error) {
 	if err := drivers.CheckFileName(name); err != nil {
 		return "", drivers.WithClass(drivers.Script, "blob.fetch", err)
 	}
-	if _, ok := env.Snapshot.Manifest.File(name); !ok {
+	f, ok := env.Snapshot.Manifest.File(name)
+	if !ok {
 		return "", drivers.Errorf(drivers.Script, "blob.fetch: the snapshot has no file %q (files: %s)", name, fileNames(env.Snapshot.Manifest))
+	}
+	if f.Compression != "" && f.Compression != "none" {
+		// Handing compressed bytes to a restore tool would surface as a misleading
+		// "corrupt snapshot" error later; say what is missing instead.
+		return "", drivers.Errorf(drivers.Permanent, "blob.fetch: file %q is %s-compressed, and this restore-run cannot decompress snapshot files yet; store it uncompressed", name, f.Compression)
 	}
 	if dest == "" {
 		dest = filepath.Join(env.WorkDir(), "download", filepath.FromSlash(name))
