@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/rs/zerolog"
@@ -48,7 +49,13 @@ func logFunc(name string, level zerolog.Level) Func {
 					}
 					ev = ev.Str(k, env.Redact(kv[1].String()))
 				default:
-					ev = ev.Str(k, env.Redact(fmt.Sprint(x)))
+					// Lists and dicts stay structured in JSON logs.
+					data, err := json.Marshal(x)
+					if err != nil {
+						ev = ev.Str(k, env.Redact(fmt.Sprint(x)))
+						continue
+					}
+					ev = ev.RawJSON(k, []byte(env.Redact(string(data))))
 				}
 			}
 			ev.Msg(env.Redact(msg))

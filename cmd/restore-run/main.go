@@ -42,11 +42,16 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) int {
-	root := newRootCmd()
+	root, g := newRootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
+	}
+	if !g.started {
+		// cobra found the mistake (unknown command or flag, missing required flag,
+		// wrong arguments) before any command ran.
+		err = &flagError{err}
 	}
 	var se *silentError
 	if !errors.As(err, &se) {

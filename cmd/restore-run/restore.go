@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -55,10 +56,17 @@ the script line that asked for them. Validation is not run.`
 	if mode == engine.ModeRestore {
 		fl.BoolVar(&f.keep, "keep", false, "scratch targets: after validation print `ready: ENDPOINTS` and keep serving until SIGINT/SIGTERM")
 	}
-	for _, name := range []string{"driver", "snapshot", "target"} {
-		cmd.MarkFlagRequired(name)
-	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var missing []string
+		for name, v := range map[string]string{"driver": f.driver, "snapshot": f.snapshot, "target": f.target} {
+			if v == "" {
+				missing = append(missing, "--"+name)
+			}
+		}
+		if len(missing) > 0 {
+			sort.Strings(missing)
+			return &flagError{errorf("required flag(s) %s not set (see restore-run %s --help)", strings.Join(missing, ", "), cmd.Name())}
+		}
 		params, err := parseParams(f.params)
 		if err != nil {
 			return err

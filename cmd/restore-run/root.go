@@ -19,9 +19,11 @@ type globalFlags struct {
 	logLevel string
 	maxSteps uint64
 	redactor *redact.Redactor
+	// started is set once cobra has parsed and checked the command line.
+	started bool
 }
 
-func newRootCmd() *cobra.Command {
+func newRootCmd() (*cobra.Command, *globalFlags) {
 	g := &globalFlags{redactor: redact.New()}
 	root := &cobra.Command{
 		Use:   "restore-run",
@@ -35,6 +37,13 @@ Exit codes: 0 success; 1 restore or validation failed; 2 usage, configuration or
 script error; 130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			g.started = true
+			if _, err := g.logger(); err != nil {
+				return err
+			}
+			return nil
+		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &flagError{err} })
 	pf := root.PersistentFlags()
@@ -50,15 +59,15 @@ script error; 130 interrupted.`,
 		newCheckCmd(g),
 		newVersionCmd(),
 	)
-	return root
+	return root, g
 }
 
 // logger returns the run logger: readable console lines on a terminal, JSON
 // otherwise, on stderr, with secrets masked.
 func (g *globalFlags) logger() (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(g.logLevel)
-	if err != nil || g.logLevel == "" {
-		return zerolog.Nop(), &flagError{err}
+	if err != nil || g.logLevel == "" || level == zerolog.NoLevel {
+		return zerolog.Nop(), &flagError{errorf("--log-level %q: want debug, info, warn or error", g.logLevel)}
 	}
 	var w io.Writer = os.Stderr
 	if term.IsTerminal(int(os.Stderr.Fd())) {
