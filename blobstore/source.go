@@ -45,8 +45,13 @@ type Source struct {
 //     manifest.json is a Permanent "REF has no manifest.json" error.
 //
 // Open reads only the manifest; objects are checked when fetched (or by
-// CheckObjects).
+// CheckObjects). It is OpenWith with default options.
 func Open(ctx context.Context, ref string) (*Source, error) {
+	return OpenWith(ctx, ref, OpenOptions{})
+}
+
+// OpenWith is Open with store configuration and transfer settings.
+func OpenWith(ctx context.Context, ref string, opts OpenOptions) (*Source, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(ctx, "open snapshot")
 	}

@@ -57,6 +57,8 @@ type Options struct {
 	// Redactor receives the target's secrets; give the one the logger's output is
 	// masked with. Nil: a private one.
 	Redactor *redact.Redactor
+	// Blob configures stores and downloads.
+	Blob blobstore.OpenOptions
 }
 
 // RetryPolicy says how often a phase is tried when it fails with a retryable
@@ -187,7 +189,9 @@ func (r *Runner) Run(ctx context.Context, opts Options) (rep *Report, err error)
 	rep.WorkDir = workDir
 
 	// The snapshot: found, its manifest read and checked, its engine matching.
-	src, err := blobstore.Open(ctx, opts.Snapshot)
+	blobOpts := opts.Blob
+	blobOpts.Redactor = redactor
+	src, err := blobstore.OpenWith(ctx, opts.Snapshot, blobOpts)
 	if err != nil {
 		return rep, err
 	}

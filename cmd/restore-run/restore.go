@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/restore-run/restore-run/blobstore"
 	"github.com/restore-run/restore-run/engine"
 )
 
@@ -53,6 +54,8 @@ the script line that asked for them. Validation is not run.`
 	fl.StringArrayVar(&f.params, "param", nil, "driver parameter KEY=VALUE (repeatable; see `restore-run drivers show NAME`)")
 	fl.StringVar(&f.report, "report", "", "write the JSON run report to this file")
 	fl.StringVar(&f.workdir, "workdir", "", "work directory for downloads and scratch data (kept); default: a temp dir removed at the end")
+	storeFlags := addStoreFlags(fl)
+	transferFlags := addTransferFlags(fl)
 	if mode == engine.ModeRestore {
 		fl.BoolVar(&f.keep, "keep", false, "scratch targets: after validation print `ready: ENDPOINTS` and keep serving until SIGINT/SIGTERM")
 	}
@@ -71,6 +74,13 @@ the script line that asked for them. Validation is not run.`
 		if err != nil {
 			return err
 		}
+		var blobOpts blobstore.OpenOptions
+		if blobOpts.Stores, err = storeFlags.config(); err != nil {
+			return err
+		}
+		if blobOpts.Transfer, err = transferFlags.options(); err != nil {
+			return err
+		}
 		host, err := g.host()
 		if err != nil {
 			return err
@@ -81,7 +91,7 @@ the script line that asked for them. Validation is not run.`
 		out := cmd.OutOrStdout()
 		opts := engine.Options{
 			Mode: mode, Driver: f.driver, Snapshot: f.snapshot, Target: f.target, Params: params,
-			WorkDir: f.workdir, Keep: f.keep, ReportPath: f.report, Log: log, Redactor: g.redactor,
+			WorkDir: f.workdir, Keep: f.keep, ReportPath: f.report, Log: log, Redactor: g.redactor, Blob: blobOpts,
 			Ready: func(endpoints []string) {
 				fmt.Fprintf(out, "ready: %s\n", strings.Join(endpoints, ","))
 				if fl, ok := out.(*os.File); ok {

@@ -1,0 +1,4 @@
+package blobstore
+
+// StoreConfig configures object-store access. (Filled in by the S3 work.)
+type StoreConfig struct{}
