@@ -47,6 +47,9 @@ func init() {
 				Errors: []drivers.Class{drivers.Permanent, drivers.Script}, Impl: fsMove, Plan: planArg("fs.move", []string{"src", "dst"}, 1)},
 			{Name: "remove", Effect: Write, Params: "path", Returns: "bool (whether something was removed)",
 				Doc: "Removes path recursively; refuses a root itself.", Impl: fsRemove},
+			{Name: "rmdir", Effect: Write, Params: "path", Returns: "bool (whether it was removed)",
+				Doc:  "Removes an empty directory (a declared target dir too, since it holds nothing); refuses the work dir and a non-empty directory.",
+				Impl: fsRmdir},
 		},
 	})
 }
@@ -255,6 +258,24 @@ func fsRemove(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starl
 	}
 	if err := os.RemoveAll(p); err != nil {
 		return nil, drivers.WithClass(drivers.Permanent, "remove "+p, err)
+	}
+	return starlark.True, nil
+}
+
+func fsRmdir(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	p, err := onePath("fs.rmdir", env, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Clean(p) == filepath.Clean(env.WorkDir()) {
+		return nil, drivers.Errorf(drivers.Script, "fs.rmdir: %s is the run's work dir", p)
+	}
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return starlark.False, nil
+	}
+	// os.Remove on a directory removes it only when empty.
+	if err := os.Remove(p); err != nil {
+		return nil, drivers.WithClass(drivers.Permanent, "rmdir "+p+" (it must be empty)", err)
 	}
 	return starlark.True, nil
 }

@@ -57,7 +57,7 @@ func TestEtcdScratchRestore(t *testing.T) {
 			want := map[string]any{
 				"path": filepath.Join(rep.WorkDir, "download", "snapshot.db"),
 				"name": m["name"], "data_dir": m["data_dir"], "peer_url": m["peer_url"],
-				"initial_cluster": strings.Join(cluster, ","), "token": "restore-run-scratch",
+				"initial_cluster": strings.Join(cluster, ","), "token": "restore-run-" + rep.RunID,
 				"bump_revision": int64(0), "mark_compacted": false, "skip_hash_check": false,
 			}
 			if !reflect.DeepEqual(c.Args, want) || c.Phase != drivers.PhaseExecute {
@@ -73,7 +73,7 @@ func TestEtcdScratchRestore(t *testing.T) {
 		equal(t, "etcd writes", f.sequence("etcd.snapshot_restore", "etcd.start_members"),
 			[]string{"etcd.snapshot_restore(m1)", "etcd.snapshot_restore(m2)", "etcd.snapshot_restore(m3)", "etcd.start_members()"})
 		start := f.callsTo("etcd.start_members")[0]
-		if n := len(start.Args["members"].([]any)); n != 3 || start.Args["token"] != "restore-run-scratch" {
+		if n := len(start.Args["members"].([]any)); n != 3 || start.Args["token"] != "restore-run-"+rep.RunID {
 			t.Errorf("start_members(%d members, token %v)", n, start.Args["token"])
 		}
 		if !reflect.DeepEqual(rep.Target.Endpoints, start.Result) || len(rep.Target.Endpoints) != 3 {
@@ -361,7 +361,7 @@ func TestEtcdRealTargetSwap(t *testing.T) {
 				perMember(rt.Names, "service.start {m}"),
 				[]string{"etcd.wait_healthy"},
 			))
-			wantCommit := perMember(rt.Names, "fs.remove <{m}>.restore-run/previous-RUN", "fs.remove <{m}>.restore-run/staging-RUN")
+			wantCommit := perMember(rt.Names, "fs.remove <{m}>.restore-run/previous-RUN", "fs.remove <{m}>.restore-run/staging-RUN", "fs.rmdir <{m}>.restore-run")
 			if keep {
 				wantCommit = perMember(rt.Names, "fs.remove <{m}>.restore-run/staging-RUN")
 			}
@@ -480,6 +480,7 @@ func TestEtcdRealTargetRollback(t *testing.T) {
 				perMember(rt.Names, "fs.move <{m}> -> <{m}>.restore-run/failed-RUN", "fs.move <{m}>.restore-run/previous-RUN -> <{m}>"),
 				perMember(rt.Names, "service.start {m}"),
 				perMember(rt.Names, "fs.remove <{m}>.restore-run/staging-RUN"),
+				[]string{"etcd.wait_healthy"},
 			))
 			for _, m := range rt.Names {
 				for dir, want := range map[string]string{

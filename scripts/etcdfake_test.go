@@ -730,7 +730,7 @@ func effects(rep *engine.Report, phase string) []string {
 			if len(q) >= 2 {
 				line += " " + q[0][1] + " -> " + q[1][1]
 			}
-		case "fs.mkdir", "fs.remove", "blob.fetch":
+		case "fs.mkdir", "fs.remove", "fs.rmdir", "blob.fetch":
 			if len(q) >= 1 {
 				line += " " + q[0][1]
 			}

@@ -19,7 +19,7 @@ func init() {
 		Engine:     "etcd",
 		Scratch:    etcdScratch,
 		Check:      etcdCheck,
-		ScratchDoc: "members=N (1-7, default 1), token=NAME (initial cluster token, default restore-run-scratch)",
+		ScratchDoc: "members=N (1-7, default 1), token=NAME (initial cluster token; default: one unique to the run)",
 	})
 }
 
@@ -31,10 +31,7 @@ func etcdScratch(opts url.Values, dir string) (*drivers.Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	token := opts.Get("token")
-	if token == "" {
-		token = "restore-run-scratch"
-	}
+	token := opts.Get("token") // "" lets the driver pick one unique to the run
 	ports, err := FreePorts(2 * n)
 	if err != nil {
 		return nil, err
@@ -80,7 +77,10 @@ func etcdCheck(spec map[string]any) ([]string, error) {
 			return nil, fmt.Errorf("initial_cluster_token must be a non-empty string")
 		}
 	} else {
-		spec["initial_cluster_token"] = "restore-run"
+		// The driver picks a token unique to the run, so the restored cluster
+		// gets new member and cluster IDs (etcd derives them from peer URLs and
+		// the token).
+		spec["initial_cluster_token"] = ""
 	}
 	var dirs, cluster []string
 	names := map[string]bool{}
