@@ -732,12 +732,42 @@ func TestRealTargetRestore(t *testing.T) {
 			t.Errorf("member %s was not stopped by its service:\n%s", m.Name, ev)
 		}
 	}
-	// Committed: no previous or staging data left.
+	// Committed: no previous or staging data left, and the empty side dir removed.
 	for _, m := range c.Members {
 		if got := rtSideEntries(t, m); len(got) != 0 {
 			t.Errorf("member %s: %s still holds %v after the commit", m.Name, m.side(), got)
 		}
+		if _, err := os.Stat(m.side()); err == nil {
+			t.Errorf("member %s: empty %s left after the commit", m.Name, m.side())
+		}
 	}
+
+	// `validate` checks the restored cluster against the same snapshot without
+	// changing it: the same checks pass, no member is restarted.
+	pidsRestored := c.pids(t)
+	v := cli(t, rtTimeout, "validate", "--driver", "etcd", "--snapshot", src.snap, "--target", c.Target).mustSucceed(t)
+	var vphases []string
+	for _, p := range v.Report.Phases {
+		vphases = append(vphases, p.Name+":"+p.Result)
+	}
+	if got := strings.Join(vphases, " "); got != "download:ok validate:ok" {
+		t.Errorf("validate ran phases %s", got)
+	}
+	if len(v.Report.Checks) != len(rep.Checks) {
+		t.Errorf("validate ran %d checks, the restore %d", len(v.Report.Checks), len(rep.Checks))
+	}
+	for _, ch := range v.Report.Checks {
+		if !ch.OK {
+			t.Errorf("validate: check %q failed: %+v", ch.Name, ch)
+		}
+	}
+	if got := c.pids(t); fmt.Sprint(got) != fmt.Sprint(pidsRestored) {
+		t.Errorf("validate restarted members: pids %v, before %v", got, pidsRestored)
+	}
+	// Validating against another snapshot (the bundled one: other keys, other
+	// revision) fails with class validation.
+	other := filepath.Join(repoRoot, "testdata", "etcd", "quickstart")
+	cli(t, rtTimeout, "validate", "--driver", "etcd", "--snapshot", other, "--target", c.Target).mustFail(t, 1, "validation checks failed", "key count equals the snapshot's")
 
 	// A second restore with keep_previous=true, of a newer snapshot: the data it
 	// replaced (the first restore's) is kept in previous-RUN.
