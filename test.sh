@@ -7,7 +7,14 @@
 #   install_etcd      Debian's etcd-server and etcd-client (etcd 3.4): the e2e tests
 #                     make old-version snapshots with them. The package's own etcd
 #                     service is never left running.
+#   install_mariadb   Debian's mariadb-server, mariadb-backup, mydumper and zstd: the
+#                     mysql e2e tests run throwaway mariadbd servers. The package's own
+#                     mariadb service is never left running.
+#   install_cassandra cassandra-all 5.0 and its runtime jars from Maven Central into
+#                     third_party/cassandra/lib (the Cassandra tests run nodes from them)
 #   go_deps           go mod download
+#   install_versitygw versitygw (S3-compatible test server) into third_party/bin,
+#                     with go install from the Go module proxy
 #   go_vet            go vet ./...
 #   gofmt_check       fails listing the files gofmt would change
 #   go_tests          go test ./... -count=1 -timeout 40m
@@ -153,11 +160,112 @@ install_etcd() {
 	echo "${server%%$'\n'*} at /usr/bin/etcd; ${client%%$'\n'*} at /usr/bin/etcdctl"
 }
 
-# Later installs go here, each as its own function called from main:
-#   install_mariadb      mariadb-server, mariadb-backup (+ mydumper) from Debian
-#   install_cassandra    Maven jars for the Cassandra tests, under third_party/
-#   install_versitygw    go install github.com/versity/versitygw/cmd/versitygw@VERSION
-#                        into third_party/bin (an S3-compatible store for tests)
+# system_mariadb_pids: the pids of mariadbd processes run by the mysql user (the
+# packaged service), read from /proc.
+system_mariadb_pids() {
+	local d
+	for d in /proc/[0-9]*; do
+		if [ "$(cat "$d/comm" 2>/dev/null)" = mariadbd ] && [ "$(stat -c %U "$d" 2>/dev/null)" = mysql ]; then
+			echo "${d#/proc/}"
+		fi
+	done
+}
+
+# install_mariadb: Debian's MariaDB server, mariabackup, mydumper/myloader and zstd
+# for the mysql driver's e2e tests, which start throwaway mariadbd processes on temp
+# dirs. The package's own mariadb service is disabled and never left running.
+install_mariadb() {
+	install_debs mariadb-server mariadb-backup mydumper zstd
+	if [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now mariadb.service >/dev/null 2>&1 || true
+	elif command -v systemctl >/dev/null; then
+		$SUDO systemctl disable mariadb.service >/dev/null 2>&1 || true
+	fi
+	if [ -x /etc/init.d/mariadb ] && [ -n "$(system_mariadb_pids)" ]; then
+		$SUDO /etc/init.d/mariadb stop >/dev/null 2>&1 || true
+	fi
+	local pids
+	pids=$(system_mariadb_pids)
+	if [ -n "$pids" ]; then
+		echo "stopping the system mariadbd (pids" $pids")"
+		# shellcheck disable=SC2086
+		$SUDO kill $pids
+		local i
+		for i in $(seq 60); do
+			[ -z "$(system_mariadb_pids)" ] && break
+			sleep 0.5
+		done
+	fi
+	if [ -n "$(system_mariadb_pids)" ]; then
+		echo "test.sh: the system mariadb service is still running; stop it (systemctl disable --now mariadb)" >&2
+		return 1
+	fi
+	local v
+	v=$(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version)
+	echo "$v; $(mariabackup --version 2>&1 | tail -n 1); $(myloader --version)"
+}
+
+# Cassandra for the cassandra driver's tests (cassops, e2e TestCassandra*): the
+# cassandra-all jar and every runtime dependency (~70 MB) copied from Maven Central
+# by Maven's dependency plugin into third_party/cassandra/lib (git-ignored; Maven's
+# cache ~/.m2 is reused). The launcher runs them on the machine's JDK 17. Keep the
+# version on the 5.0 line (4.x does not run on JDK 17).
+CASSANDRA_VERSION=5.0.8
+
+install_cassandra() {
+	local dir=$PWD/third_party/cassandra
+	local lib=$dir/lib
+	if [ -f "$lib/.complete-${CASSANDRA_VERSION}" ] && [ -f "$lib/cassandra-all-${CASSANDRA_VERSION}.jar" ]; then
+		echo "already installed: cassandra-all ${CASSANDRA_VERSION} and its dependencies at third_party/cassandra/lib"
+		return
+	fi
+	command -v java >/dev/null || install_debs openjdk-17-jdk-headless
+	command -v mvn >/dev/null || install_debs maven
+	mkdir -p "$dir"
+	cat >"$dir/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>restore-run.test</groupId>
+  <artifactId>cassandra-jars</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.cassandra</groupId>
+      <artifactId>cassandra-all</artifactId>
+      <version>${CASSANDRA_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+	rm -rf "$lib.tmp"
+	mvn -q -B -Dstyle.color=never -f "$dir/pom.xml" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib.tmp"
+	touch "$lib.tmp/.complete-${CASSANDRA_VERSION}"
+	rm -rf "$lib"
+	mv "$lib.tmp" "$lib"
+	echo "installed: cassandra-all ${CASSANDRA_VERSION} and $(ls "$lib" | wc -l) jars at third_party/cassandra/lib; $(java -version 2>&1 | head -n 1)"
+}
+
+# Later installs go here, each as its own function called from main.
+
+# The S3-compatible server of the tests (internal/s3test): versitygw, Apache-2.0,
+# built from the Go module proxy into third_party/bin (git-ignored). Keep the
+# version in step with internal/s3test.Version.
+VERSITYGW_VERSION=v1.8.0
+
+install_versitygw() {
+	local bin=$PWD/third_party/bin/versitygw
+	# versitygw --version says "git" for a go install build: read the module
+	# version Go recorded in the binary instead.
+	if [ -x "$bin" ] && go version -m "$bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/versity/versitygw[[:space:]]+${VERSITYGW_VERSION}[[:space:]]"; then
+		echo "already installed: versitygw ${VERSITYGW_VERSION} at third_party/bin/versitygw"
+		return
+	fi
+	echo "building versitygw ${VERSITYGW_VERSION} into third_party/bin (about a minute)"
+	mkdir -p third_party/bin
+	GOBIN=$PWD/third_party/bin go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
+	echo "installed: versitygw ${VERSITYGW_VERSION} at third_party/bin/versitygw"
+}
 
 check_go() {
 	if ! command -v go >/dev/null; then
@@ -191,7 +299,10 @@ main() {
 	start=$(now_ms)
 	step "check go" check_go
 	step "install etcd 3.4 (Debian)" install_etcd
+	step "install MariaDB 10.11, mariabackup, mydumper (Debian)" install_mariadb
+	step "install cassandra 5.0 jars (Maven)" install_cassandra
 	step "go mod download" go_deps
+	step "install versitygw (S3 test server)" install_versitygw
 	step "go vet" go_vet
 	step "gofmt" gofmt_check
 	step "go test" go_tests

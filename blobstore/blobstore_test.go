@@ -617,29 +617,56 @@ func TestCancelled(t *testing.T) {
 	wantClass(t, err, drivers.Cancelled)
 }
 
-func TestCancelledWhileFetchingLeavesNothing(t *testing.T) {
+func TestCancelledWhileFetchingKeepsResumeState(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "snap")
-	packTo(t, dest, 0, testFile{"big.db", randBytes(3*copyBufferSize+5, 7)})
-	s := open(t, dest)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dst := filepath.Join(t.TempDir(), "big.db")
-	// Cancel as soon as the .partial file appears.
-	go func() {
-		for ctx.Err() == nil {
-			if _, err := os.Stat(dst + PartialSuffix); err == nil {
-				cancel()
-				return
-			}
-			time.Sleep(50 * time.Microsecond)
+	data := randBytes(3*copyBufferSize+5, 7)
+	packTo(t, dest, 64<<10, testFile{"big.db", data})
+	for _, noResume := range []bool{false, true} {
+		s, err := OpenWith(context.Background(), dest, OpenOptions{Transfer: TransferOptions{NoResume: noResume, Concurrency: 2, PartSize: 64 << 10}})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	_, err := s.Fetch(ctx, "big.db", dst)
-	if err == nil {
-		t.Skip("fetch finished before the cancellation landed")
+		ctx, cancel := context.WithCancel(context.Background())
+		dst := filepath.Join(t.TempDir(), "big.db")
+		// Cancel as soon as the .partial file appears.
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := os.Stat(dst + PartialSuffix); err == nil {
+					cancel()
+					return
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}()
+		_, err = s.Fetch(ctx, "big.db", dst)
+		cancel()
+		if err == nil {
+			s.Close()
+			t.Skip("fetch finished before the cancellation landed")
+		}
+		wantClass(t, err, drivers.Cancelled)
+		wantAbsent(t, dst)
+		if noResume {
+			// Without resume nothing is left behind.
+			wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+		} else {
+			// The partial data and its journal stay for the next attempt, which
+			// completes the file.
+			for _, p := range []string{dst + PartialSuffix, dst + JournalSuffix} {
+				if _, err := os.Stat(p); err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+			}
+			if _, err := s.Fetch(context.Background(), "big.db", dst); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
+				t.Error("the resumed fetch differs")
+			}
+			wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+		}
+		s.Close()
 	}
-	wantClass(t, err, drivers.Cancelled)
-	wantAbsent(t, dst, dst+PartialSuffix)
 }
 
 // --- URLs, redaction, mem:// --------------------------------------------------------

@@ -4,10 +4,15 @@
 // A snapshot reference is one of:
 //
 //   - a local path or a file:// URL (file:///abs/dir, file://./relative/dir);
+//   - s3://BUCKET/PREFIX (AWS and S3-compatible stores, AWS SDK v2), gs://BUCKET/PREFIX
+//     and azblob://CONTAINER/PREFIX, reached as OpenOptions.Stores says: endpoint,
+//     region, path style and credentials from the environment, a store config file
+//     and a target file's store: section, secrets by reference (docs/stores.md);
 //   - mem://NAME/PREFIX, an in-process memory store shared by every Open and Pack of
-//     the same process (for tests and rehearsals);
-//   - later: s3://, gs://, azblob:// (the scheme switch in ref.go is where they plug
-//     in; a build without their drivers refuses them with a Permanent error).
+//     the same process (for tests and rehearsals).
+//
+// A reference whose last element is "latest" names the newest complete snapshot
+// under its parent (ResolveLatest); List lists the snapshots under a prefix.
 //
 // The reference names either a snapshot prefix holding manifest.json (see
 // docs/manifest.md) or a single "bare" native file, such as the output of
@@ -16,8 +21,9 @@
 // Source.OpenFile streams a file through the same checks; Pack writes a snapshot and
 // its manifest (the manifest last).
 //
-// Every error this package returns carries a drivers.Class: Permanent for a missing
-// snapshot or object, a refused permission or bad input; Corruption for bytes that do
+// Every error this package returns carries a drivers.Class (Classify maps raw store
+// errors): Permanent for a missing snapshot, object or bucket, refused credentials
+// or bad input; Corruption for bytes that do
 // not match the manifest and for a manifest that does not parse; Transient for I/O
 // errors of the store; Throttled when the store asks us to slow down; Cancelled when
 // the context is done. References are shown with credentials removed (Source.Ref).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"gocloud.dev/gcerrors"
@@ -42,15 +43,20 @@ func isPermission(err error) bool {
 	return errors.Is(err, fs.ErrPermission) || gcerrors.Code(err) == gcerrors.PermissionDenied
 }
 
-// classify attaches a class to an error from the store while doing op on the object
-// named what (a path or redacted URL):
+// classify attaches a class (see Classify) to an error from the store while doing
+// op on the object named what (a path or redacted URL), with a message that names
+// the object and the fix:
 //
 //   - the context is done: Cancelled;
 //   - the error already has a class: kept;
-//   - not found, permission denied, invalid argument, failed precondition,
-//     unimplemented, already exists: Permanent, naming what and the fix;
-//   - resource exhausted (the store throttles us): Throttled;
-//   - anything else (I/O, 5xx, a reset connection): Transient.
+//   - not found (404, NoSuchKey), a missing bucket (NoSuchBucket): Permanent,
+//     naming the object or the bucket;
+//   - access refused (401, 403, AccessDenied, InvalidAccessKeyId,
+//     SignatureDoesNotMatch, a local permission error): Permanent, naming the
+//     object, "check the credentials";
+//   - otherwise the class Classify gives: Throttled for 429 and 503 SlowDown
+//     (RetryAfter reads the delay the store asked for), Transient for other 5xx,
+//     resets, timeouts and truncated bodies, Permanent for other 4xx.
 func classify(ctx context.Context, op, what string, err error) error {
 	if err == nil {
 		return nil
@@ -62,23 +68,36 @@ func classify(ctx context.Context, op, what string, err error) error {
 	if errors.As(err, &de) {
 		return drivers.WithClass(drivers.ClassOf(err), op, err)
 	}
-	switch {
-	case isNotExist(err):
+	class, _ := Classify(err)
+	switch storeProblem(err) {
+	case problemNoBucket:
+		bucket := bucketOf(what)
+		return drivers.WithHint(drivers.WithClass(drivers.Permanent, op, fmt.Errorf("bucket %q of %s does not exist: %w", bucket, what, err)),
+			"check the bucket name in the reference and the endpoint in the store config")
+	case problemNotFound:
 		return drivers.WithHint(drivers.WithClass(drivers.Permanent, op, fmt.Errorf("%s not found: %w", what, err)),
 			"check the snapshot reference, or that the snapshot was not moved or deleted")
-	case isPermission(err):
+	case problemDenied:
+		if strings.Contains(what, "://") {
+			return drivers.WithHint(drivers.WithClass(drivers.Permanent, op, fmt.Errorf("access denied to %s (%s): check the credentials: %w", what, deniedReason(err), err)),
+				"check the store credentials (access key and secret key, their source in the store config or environment) and that they may read "+what)
+		}
 		return drivers.WithHint(drivers.WithClass(drivers.Permanent, op, fmt.Errorf("permission denied on %s: %w", what, err)),
 			"grant the user running restore-run access to "+what+" (or fix the store credentials)")
 	}
-	switch gcerrors.Code(err) {
-	case gcerrors.InvalidArgument, gcerrors.FailedPrecondition, gcerrors.Unimplemented, gcerrors.AlreadyExists:
-		return drivers.WithClass(drivers.Permanent, op, err)
-	case gcerrors.ResourceExhausted:
-		return drivers.WithClass(drivers.Throttled, op, err)
-	case gcerrors.Canceled:
-		return drivers.WithClass(drivers.Cancelled, op, err)
+	return drivers.WithClass(class, op, err)
+}
+
+// bucketOf returns the bucket of a URL like s3://bucket/key, or what itself.
+func bucketOf(what string) string {
+	if i := strings.Index(what, "://"); i >= 0 {
+		rest := what[i+3:]
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			rest = rest[:j]
+		}
+		return rest
 	}
-	return drivers.WithClass(drivers.Transient, op, err)
+	return what
 }
 
 // localError classifies an error writing or reading the local disk (not the store):

@@ -9,152 +9,171 @@ import (
 	"strings"
 	"time"
 
-	"gocloud.dev/blob"
-
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/transfer"
 )
 
-// copyBufferSize is the size of the reads Fetch and Pack issue.
+// copyBufferSize is the size of the reads Pack issues.
 const copyBufferSize = 1 << 20
 
 // PartialSuffix is appended to a Fetch destination while it is being written.
-const PartialSuffix = ".partial"
+const PartialSuffix = transfer.PartialSuffix
+
+// JournalSuffix names the resume journal of a destination (DST.partial.journal) when
+// no state directory is given.
+const JournalSuffix = transfer.JournalSuffix
 
 // FetchResult describes one fetched file.
 type FetchResult struct {
 	// Name is the file's name in the manifest.
 	Name string `json:"name"`
-	// Path is where it was written.
-	Path string `json:"path"`
-	// SHA256 is the hex digest of the bytes fetched (verified against the manifest
-	// when it has one; for a bare file, computed only).
+	// Path is where it was written ("" for a stream).
+	Path string `json:"path,omitempty"`
+	// SHA256 is the hex digest of the stored bytes (verified against the manifest
+	// when it has one; for a bare file, computed only). When every part was verified
+	// and the whole file was not hashed again it is the manifest's digest, which the
+	// parts establish.
 	SHA256 string `json:"sha256"`
-	// Size is the number of bytes fetched.
-	Size int64 `json:"size"`
+	// Size is the number of stored bytes; Written the bytes written (the
+	// decompressed size when decompressing).
+	Size    int64 `json:"size"`
+	Written int64 `json:"written"`
+	// Fetched is what was read from the store, retries included; Resumed what an
+	// earlier, interrupted download had already verified; Skipped is true when an
+	// earlier run had completed the file (with a state dir).
+	Fetched int64 `json:"fetched"`
+	Resumed int64 `json:"resumed,omitempty"`
+	Skipped bool  `json:"skipped,omitempty"`
+	// Retries counts the reads retried after a transient or throttling error, a
+	// stall or a part that did not match.
+	Retries int64 `json:"retries,omitempty"`
 	// Duration is how long the fetch took.
 	Duration time.Duration `json:"duration"`
 }
 
-// Fetch copies file name (which must be listed in the manifest) to the local path dst,
-// hashing as it streams. It checks the size and, when the manifest gives them, the
-// sha256 and the digest of each part (failing at the first bad part, named by its
-// index and byte range).
+func fetchResult(r transfer.Result) FetchResult {
+	return FetchResult{Name: r.Name, Path: r.Path, SHA256: r.SHA256, Size: r.Size, Written: r.Written, Fetched: r.Fetched,
+		Resumed: r.Resumed, Skipped: r.Skipped, Retries: r.Retries, Duration: r.Duration}
+}
+
+// FileRequest names a file of the manifest and where FetchFiles writes it.
+type FileRequest struct {
+	Name string
+	Dst  string
+}
+
+// Fetch copies file name (which must be listed in the manifest) to the local path dst
+// with the download pipeline (package transfer; docs/downloads.md): parallel ranged
+// reads, the size checked first, each part's digest as it arrives (a part that does
+// not match is read once more, then fails the download naming its index and byte
+// range), and the whole-file sha256 when the file has no parts. The stored bytes are
+// written: see FetchWith to decompress.
 //
 // The copy is atomic: bytes go to dst+".partial" (parent directories are created
 // 0o755, the file 0o600), which is fsynced and renamed to dst only once every check
-// passed. On any failure nothing is left at dst (a file already there is left as it
-// was; parent directories it created stay) and the .partial file is removed. Fetch writes nothing but these two paths,
-// whatever the name. It honours ctx while copying.
+// passed. On failure nothing is left at dst (a file already there is left as it
+// was; parent directories it created stay). A download that failed for a reason
+// that may pass (transient, throttled, cancelled) keeps dst+".partial" and its resume
+// journal (dst+".partial.journal", or one in TransferOptions.StateDir) so that the
+// next Fetch to dst reads only the parts not yet verified; any other failure removes
+// both. Fetch writes nothing but these paths (and the state dir), whatever the name.
+// It honours ctx while copying.
 func (s *Source) Fetch(ctx context.Context, name, dst string) (FetchResult, error) {
-	start := time.Now()
-	res := FetchResult{Name: name, Path: dst}
-	op := "fetch " + name
-	f, key, err := s.entry(name)
-	if err != nil {
-		return res, err
-	}
-	if dst == "" {
-		return res, drivers.Errorf(drivers.Permanent, "fetch %s: empty destination path", name)
-	}
-	if err := ctx.Err(); err != nil {
-		return res, cancelled(ctx, op)
-	}
-	r, err := s.bucket.NewReader(ctx, key, nil)
-	if err != nil {
-		return res, s.storeErr(ctx, op, name, key, err)
-	}
-	defer r.Close()
-	v := newVerifier(f, s.corrupt(name))
-	if err := v.checkStoredSize(r.Size()); err != nil {
-		return res, err
-	}
-
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return res, localError(ctx, op, dst, err)
-	}
-	tmp := dst + PartialSuffix
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return res, localError(ctx, op, tmp, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			out.Close()
-			os.Remove(tmp)
-		}
-	}()
-
-	buf := make([]byte, copyBufferSize)
-	for {
-		if ctx.Err() != nil {
-			return res, cancelled(ctx, op)
-		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := v.write(buf[:n]); err != nil {
-				return res, err
-			}
-			if _, err := out.Write(buf[:n]); err != nil {
-				return res, localError(ctx, op, tmp, err)
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			break
-		}
-		if rerr != nil {
-			return res, s.storeErr(ctx, op, name, key, rerr)
-		}
-	}
-	sum, err := v.finish()
-	if err != nil {
-		return res, err
-	}
-	if err := out.Sync(); err != nil {
-		return res, localError(ctx, op, tmp, err)
-	}
-	if err := out.Close(); err != nil {
-		return res, localError(ctx, op, tmp, err)
-	}
-	if ctx.Err() != nil {
-		return res, cancelled(ctx, op)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return res, localError(ctx, op, dst, err)
-	}
-	done = true
-	syncDir(filepath.Dir(dst))
-	res.SHA256, res.Size, res.Duration = sum, f.Size, time.Since(start)
-	return res, nil
+	return s.FetchWith(ctx, name, dst, FetchOptions{})
 }
 
-// syncDir makes a rename in dir durable; errors are ignored (not every filesystem
-// supports fsync on a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
+// FetchWith is Fetch with per-call options: decompression, a state dir, a logger.
+// A decompressed file is written from the first byte again by a rerun (it is not
+// resumable within the file); with a state dir a completed file, decompressed or
+// not, is not fetched again while it is unchanged at dst.
+func (s *Source) FetchWith(ctx context.Context, name, dst string, opts FetchOptions) (FetchResult, error) {
+	res, err := s.FetchFiles(ctx, []FileRequest{{Name: name, Dst: dst}}, opts)
+	if len(res) == 1 {
+		return res[0], err
 	}
+	return FetchResult{Name: name, Path: dst}, err
 }
 
 // FetchAll fetches every file of the manifest into dir, each at dir/NAME (names may
-// hold "/"), in manifest order, and returns what it fetched. It stops at the first
-// error; files already fetched stay. It refuses to write through a symbolic link or
-// outside dir.
+// hold "/"), TransferOptions.FilesAtOnce at a time, and returns what it fetched, in
+// manifest order. It stops at the first error (files in progress are cancelled and
+// keep their resume state as for Fetch; files already fetched stay). It refuses to
+// write through a symbolic link or outside dir.
 func (s *Source) FetchAll(ctx context.Context, dir string) ([]FetchResult, error) {
-	var out []FetchResult
+	var reqs []FileRequest
 	for _, f := range s.manifest.Files {
 		dst, err := localPath(dir, f.Name)
 		if err != nil {
-			return out, err
+			return nil, err
 		}
-		r, err := s.Fetch(ctx, f.Name, dst)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, r)
+		reqs = append(reqs, FileRequest{Name: f.Name, Dst: dst})
 	}
-	return out, nil
+	return s.FetchFiles(ctx, reqs, FetchOptions{})
+}
+
+// FetchFiles fetches several files, each to its own destination, as FetchAll does
+// (several at once, stopping at the first error) and with the per-call options of
+// FetchWith. Results are in request order, for the files that completed.
+func (s *Source) FetchFiles(ctx context.Context, files []FileRequest, opts FetchOptions) ([]FetchResult, error) {
+	var reqs []transfer.Request
+	var keys []string
+	for _, fr := range files {
+		f, key, err := s.entry(fr.Name)
+		if err != nil {
+			return nil, err
+		}
+		if fr.Dst == "" {
+			return nil, drivers.Errorf(drivers.Permanent, "fetch %s: empty destination path", fr.Name)
+		}
+		reqs = append(reqs, transfer.Request{Name: fr.Name, File: f, Dst: fr.Dst, Decompress: opts.Decompress})
+		keys = append(keys, key)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, cancelled(ctx, "fetch")
+	}
+	p, err := s.pipeline(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	for i, r := range reqs {
+		reqs[i] = p.request(ctx, "fetch "+r.Name, r.File, keys[i], r.Dst, r.Decompress)
+	}
+	res, err := p.d.FetchAll(ctx, reqs)
+	out := make([]FetchResult, 0, len(res))
+	for _, r := range res {
+		out = append(out, fetchResult(r))
+	}
+	return out, s.loc.scrub(err)
+}
+
+// Stream writes file name, verified and decompressed when decompress is true, to w:
+// the input of a restore tool, with nothing staged on disk. Parts are fetched in
+// parallel ahead of the writer. A part no larger than TransferOptions.PartSize is
+// verified before any of its bytes reaches w; a file without parts is checked as a
+// whole after its last byte was written. A non-nil error therefore means w must
+// discard what it received (a restore tool must be stopped and its output thrown
+// away). A stream cannot be resumed; its parts are retried like a Fetch's.
+func (s *Source) Stream(ctx context.Context, name string, w io.Writer, decompress bool) (FetchResult, error) {
+	return s.StreamWith(ctx, name, w, FetchOptions{Decompress: decompress})
+}
+
+// StreamWith is Stream with per-call options (Decompress, Log).
+func (s *Source) StreamWith(ctx context.Context, name string, w io.Writer, opts FetchOptions) (FetchResult, error) {
+	f, key, err := s.entry(name)
+	if err != nil {
+		return FetchResult{Name: name}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return FetchResult{Name: name}, cancelled(ctx, "stream "+name)
+	}
+	p, err := s.pipeline(ctx, opts)
+	if err != nil {
+		return FetchResult{Name: name}, err
+	}
+	defer p.close()
+	res, err := p.d.Stream(ctx, p.request(ctx, "stream "+name, f, key, "", opts.Decompress), w)
+	return fetchResult(res), s.loc.scrub(err)
 }
 
 // localPath joins a manifest file name to dir, refusing a result outside dir or
@@ -183,13 +202,15 @@ func localPath(dir, name string) (string, error) {
 	return dst, nil
 }
 
-// OpenFile returns a reader of file name (which must be listed in the manifest) that
-// verifies the bytes as they are read: a stored object of the wrong size is refused
-// at once, a bad part fails the Read that completes it, and the Read that reaches the
-// end returns a Corruption error instead of io.EOF when the size or sha256 do not
-// match. A consumer streaming into a restore tool thus learns of corruption before it
-// commits. Reads honour ctx. The caller must Close the reader. The reader also has a
-// method SHA256() string giving the verified digest after io.EOF.
+// OpenFile returns a reader of file name's stored bytes (which must be listed in the
+// manifest) that verifies them as they are read, fetching parts in parallel ahead of
+// the reader: a stored object of the wrong size is refused at once; a part no larger
+// than TransferOptions.PartSize is verified before any of its bytes is delivered (a
+// bad one fails the Read that reaches it); and the Read that reaches the end returns
+// a Corruption error instead of io.EOF when the whole-file sha256 does not match. A
+// consumer streaming into a restore tool thus learns of corruption before it commits.
+// Reads honour ctx. The caller must Close the reader. The reader also has a method
+// SHA256() string giving the verified digest after io.EOF.
 func (s *Source) OpenFile(ctx context.Context, name string) (io.ReadCloser, error) {
 	op := "read " + name
 	f, key, err := s.entry(name)
@@ -199,72 +220,41 @@ func (s *Source) OpenFile(ctx context.Context, name string) (io.ReadCloser, erro
 	if err := ctx.Err(); err != nil {
 		return nil, cancelled(ctx, op)
 	}
-	r, err := s.bucket.NewReader(ctx, key, nil)
+	p, err := s.pipeline(ctx, FetchOptions{})
 	if err != nil {
-		return nil, s.storeErr(ctx, op, name, key, err)
-	}
-	v := newVerifier(f, s.corrupt(name))
-	if err := v.checkStoredSize(r.Size()); err != nil {
-		r.Close()
 		return nil, err
 	}
-	return &verifyingReader{ctx: ctx, op: op, s: s, name: name, key: key, r: r, v: v}, nil
+	req := p.request(ctx, op, f, key, "", false)
+	r, err := p.d.Open(ctx, req)
+	if err != nil {
+		p.close()
+		return nil, s.loc.scrub(err)
+	}
+	return &fileReader{r: r, p: p, s: s}, nil
 }
 
-// verifyingReader is the reader OpenFile returns.
-type verifyingReader struct {
-	ctx  context.Context
-	op   string
-	s    *Source
-	name string
-	key  string
-	r    *blob.Reader
-	v    *verifier
-	err  error // sticky: the first error (or io.EOF) returned
-	sum  string
+// fileReader is the reader OpenFile returns.
+type fileReader struct {
+	r *transfer.Reader
+	p *pipeline
+	s *Source
 }
 
-// Read implements io.Reader, verifying as it goes.
-func (vr *verifyingReader) Read(p []byte) (int, error) {
-	if vr.err != nil {
-		return 0, vr.err
+func (fr *fileReader) Read(b []byte) (int, error) {
+	n, err := fr.r.Read(b)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fr.s.loc.scrub(err)
 	}
-	if vr.ctx.Err() != nil {
-		vr.err = cancelled(vr.ctx, vr.op)
-		return 0, vr.err
-	}
-	n, err := vr.r.Read(p)
-	if n > 0 {
-		if verr := vr.v.write(p[:n]); verr != nil {
-			vr.err = verr
-			return n, verr
-		}
-	}
-	switch {
-	case errors.Is(err, io.EOF):
-		sum, ferr := vr.v.finish()
-		if ferr != nil {
-			vr.err = ferr
-			return n, ferr
-		}
-		vr.sum, vr.err = sum, io.EOF
-		return n, io.EOF
-	case err != nil:
-		vr.err = vr.s.storeErr(vr.ctx, vr.op, vr.name, vr.key, err)
-		return n, vr.err
-	}
-	return n, nil
+	return n, err
 }
 
 // SHA256 returns the hex digest of the file once Read returned io.EOF (all checks
-// passed), and "" before. Callers reach it with an interface{ SHA256() string }
-// assertion on the reader OpenFile returns.
-func (vr *verifyingReader) SHA256() string { return vr.sum }
+// passed), and "" before.
+func (fr *fileReader) SHA256() string { return fr.r.SHA256() }
 
 // Close implements io.Closer.
-func (vr *verifyingReader) Close() error {
-	if err := vr.r.Close(); err != nil {
-		return vr.s.storeErr(vr.ctx, "close "+vr.name, vr.name, vr.key, err)
-	}
-	return nil
+func (fr *fileReader) Close() error {
+	err := fr.r.Close()
+	fr.p.close()
+	return err
 }

@@ -2,17 +2,23 @@ package blobstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 	"gocloud.dev/blob"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/redact"
 )
 
 // PackFile is one local file to put into a snapshot.
@@ -36,9 +42,21 @@ type PackOptions struct {
 	Source string
 	// Files are the local files to upload, in manifest order; at least one.
 	Files []PackFile
-	// Dest is the snapshot reference to write: a local directory (created if needed)
-	// or a file:// URL (mem:// in tests).
+	// Dest is the snapshot reference to write: a local directory (created if needed),
+	// a file:// URL, or an s3://, gs:// or azblob:// prefix reached as Stores says
+	// (mem:// in tests). Its last element may not be "latest".
 	Dest string
+	// Stores configures object-store access for Dest (see StoreConfig).
+	Stores StoreConfig
+	// Redactor, if set, learns every store secret resolved for Dest.
+	Redactor *redact.Redactor
+	// Compression, "zstd" or "gzip", compresses each file as it is uploaded
+	// (github.com/klauspost/compress) and records it in the manifest; size, sha256
+	// and parts then describe the compressed bytes as stored. "" or "none" stores
+	// the files as they are (the field is left out of the manifest). Names stay as
+	// given: the object under a name holds the compressed bytes, and a download
+	// writes the decompressed file under the same name.
+	Compression string
 	// Metadata is the engine-specific metadata (docs/manifest.md), e.g. for etcd
 	// {"revision": 42, "total_key": 7}.
 	Metadata map[string]any
@@ -54,7 +72,8 @@ type PackOptions struct {
 }
 
 // Pack writes a snapshot: it uploads each local file to the destination under its
-// name, computing size, sha256 and (with PartSize) part digests as it streams, then
+// name (compressing it when asked), computing size, sha256 and (with PartSize) part
+// digests of the stored bytes as it streams, then
 // writes manifest.json last, so that a snapshot without a manifest is visibly
 // incomplete. It refuses a destination that already holds manifest.json unless
 // opts.Overwrite. Every input is checked before anything is written. It returns the
@@ -80,9 +99,18 @@ func Pack(ctx context.Context, opts PackOptions) (*drivers.Manifest, error) {
 	case opts.PartSize < 0:
 		return nil, bad("part size %d is negative", opts.PartSize)
 	}
+	switch opts.Compression {
+	case "", "none", "zstd", "gzip":
+	default:
+		return nil, drivers.WithHint(bad("compression %q is not supported", opts.Compression), "use zstd, gzip or none")
+	}
 	loc, err := parseRef(opts.Dest)
 	if err != nil {
 		return nil, err
+	}
+	if isLatest(loc) {
+		return nil, drivers.WithHint(bad("destination %s: %q is reserved for the newest snapshot of a prefix", loc.redacted, LatestName),
+			"name the snapshot, e.g. by its date; `"+LatestName+"` then resolves to it")
 	}
 	names := make([]string, len(opts.Files))
 	seen := map[string]bool{}
@@ -111,7 +139,7 @@ func Pack(ctx context.Context, opts PackOptions) (*drivers.Manifest, error) {
 		}
 	}
 
-	b, owned, prefix, err := openDest(ctx, loc)
+	b, owned, prefix, err := openDest(ctx, loc, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +175,7 @@ func Pack(ctx context.Context, opts PackOptions) (*drivers.Manifest, error) {
 		Metadata:      opts.Metadata,
 	}
 	for i, pf := range opts.Files {
-		f, err := upload(ctx, b, loc, joinKey(prefix, names[i]), names[i], pf.Path, opts.PartSize)
+		f, err := upload(ctx, b, loc, joinKey(prefix, names[i]), names[i], pf.Path, opts.PartSize, opts.Compression)
 		if err != nil {
 			return nil, err
 		}
@@ -171,9 +199,9 @@ func Pack(ctx context.Context, opts PackOptions) (*drivers.Manifest, error) {
 }
 
 // openDest opens the bucket a Pack writes to, creating a local directory if needed.
-func openDest(ctx context.Context, loc *location) (b *blob.Bucket, owned bool, prefix string, err error) {
+func openDest(ctx context.Context, loc *location, opts PackOptions) (b *blob.Bucket, owned bool, prefix string, err error) {
 	if loc.scheme != "file" {
-		b, owned, err := openObjectBucket(ctx, loc)
+		b, owned, err := openObjectBucket(ctx, loc, OpenOptions{Stores: opts.Stores, Redactor: opts.Redactor})
 		return b, owned, loc.prefix, err
 	}
 	if fi, err := os.Stat(loc.dir); err == nil && !fi.IsDir() {
@@ -187,8 +215,9 @@ func openDest(ctx context.Context, loc *location) (b *blob.Bucket, owned bool, p
 	return b, true, "", nil
 }
 
-// upload copies the local file path to key, returning its manifest entry.
-func upload(ctx context.Context, b *blob.Bucket, loc *location, key, name, path string, partSize int64) (drivers.File, error) {
+// upload copies the local file path to key, compressed as asked, returning its
+// manifest entry (size and digests of the bytes as stored).
+func upload(ctx context.Context, b *blob.Bucket, loc *location, key, name, path string, partSize int64, compression string) (drivers.File, error) {
 	op := "pack " + name
 	where := loc.where(key)
 	in, err := os.Open(path)
@@ -197,11 +226,7 @@ func upload(ctx context.Context, b *blob.Bucket, loc *location, key, name, path 
 	}
 	defer in.Close()
 
-	var parts []string
-	d := newDigester(partSize, func(_ int, _, _ int64, sum string) error {
-		parts = append(parts, sum)
-		return nil
-	})
+	d := newPackDigest(partSize)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := b.NewWriter(wctx, key, &blob.WriterOptions{ContentType: "application/octet-stream"})
@@ -213,6 +238,27 @@ func upload(ctx context.Context, b *blob.Bucket, loc *location, key, name, path 
 		_ = w.Close()
 		return drivers.File{}, err
 	}
+	// The stored bytes go through the digester on their way to the store.
+	stored := &digestWriter{d: d, w: w}
+	var dst io.Writer = stored
+	var enc io.WriteCloser
+	switch compression {
+	case "zstd":
+		enc, err = zstd.NewWriter(stored, zstd.WithEncoderConcurrency(2))
+		if err != nil {
+			return abort(drivers.WithClass(drivers.Permanent, op, err))
+		}
+		dst = enc
+	case "gzip":
+		enc = gzip.NewWriter(stored)
+		dst = enc
+	}
+	writeErr := func(err error) error {
+		if stored.err != nil {
+			return loc.scrub(classify(ctx, op, where, stored.err))
+		}
+		return drivers.WithClass(drivers.Permanent, op+": compress", err)
+	}
 	buf := make([]byte, copyBufferSize)
 	for {
 		if ctx.Err() != nil {
@@ -220,9 +266,8 @@ func upload(ctx context.Context, b *blob.Bucket, loc *location, key, name, path 
 		}
 		n, rerr := in.Read(buf)
 		if n > 0 {
-			_ = d.write(buf[:n])
-			if _, err := w.Write(buf[:n]); err != nil {
-				return abort(loc.scrub(classify(ctx, op, where, err)))
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return abort(writeErr(err))
 			}
 		}
 		if errors.Is(rerr, io.EOF) {
@@ -232,14 +277,90 @@ func upload(ctx context.Context, b *blob.Bucket, loc *location, key, name, path 
 			return abort(localError(ctx, op, path, rerr))
 		}
 	}
-	_ = d.endPart()
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return abort(writeErr(err))
+		}
+	}
+	parts := d.finish()
 	if err := w.Close(); err != nil {
 		return drivers.File{}, loc.scrub(classify(ctx, op, where, err))
 	}
-	f := drivers.File{Name: name, Size: d.n, SHA256: d.sum()}
+	f := drivers.File{Name: name, Size: d.n, SHA256: hex.EncodeToString(d.whole.Sum(nil))}
+	if compression == "zstd" || compression == "gzip" {
+		f.Compression = compression
+	}
 	if partSize > 0 && d.n > 0 {
 		// An empty file has no parts, and so no part size (drivers.Manifest.Check).
 		f.PartSize, f.Parts = partSize, parts
 	}
 	return f, nil
+}
+
+// packDigest computes the size, sha256 and part digests of the bytes Pack stores.
+// (Pack keeps its own, so that the download side may change its verifier freely.)
+type packDigest struct {
+	partSize int64
+	n        int64
+	whole    hash.Hash
+	part     hash.Hash // nil without parts
+	partN    int64
+	parts    []string
+}
+
+func newPackDigest(partSize int64) *packDigest {
+	d := &packDigest{partSize: partSize, whole: sha256.New()}
+	if partSize > 0 {
+		d.part = sha256.New()
+	}
+	return d
+}
+
+func (d *packDigest) write(p []byte) {
+	d.whole.Write(p)
+	d.n += int64(len(p))
+	for d.part != nil && len(p) > 0 {
+		chunk := min(int64(len(p)), d.partSize-d.partN)
+		d.part.Write(p[:chunk])
+		d.partN += chunk
+		p = p[chunk:]
+		if d.partN == d.partSize {
+			d.endPart()
+		}
+	}
+}
+
+func (d *packDigest) endPart() {
+	if d.part == nil || d.partN == 0 {
+		return
+	}
+	d.parts = append(d.parts, hex.EncodeToString(d.part.Sum(nil)))
+	d.part.Reset()
+	d.partN = 0
+}
+
+// finish ends the last, shorter part and returns every part's digest.
+func (d *packDigest) finish() []string {
+	d.endPart()
+	return d.parts
+}
+
+// digestWriter hashes what it passes on to the store's writer, and keeps the
+// store's error apart from a compressor's.
+type digestWriter struct {
+	d   *packDigest
+	w   io.Writer
+	err error
+}
+
+func (dw *digestWriter) Write(p []byte) (int, error) {
+	if dw.err != nil {
+		return 0, dw.err
+	}
+	dw.d.write(p)
+	n, err := dw.w.Write(p)
+	if err != nil {
+		dw.err = err
+	}
+	return n, err
 }

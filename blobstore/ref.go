@@ -21,12 +21,12 @@ import (
 type location struct {
 	// redacted is the reference as given, with credentials removed.
 	redacted string
-	// scheme is "file" for local paths and file:// URLs, "mem", and later "s3", "gs",
+	// scheme is "file" for local paths and file:// URLs, "mem", "s3", "gs" or
 	// "azblob".
 	scheme string
 	// dir is the local filesystem path of a "file" reference.
 	dir string
-	// host is the bucket name of an object-store reference (mem://HOST/...).
+	// host is the bucket name of an object-store reference (s3://HOST/...).
 	host string
 	// bucketURL opens the bucket of an object-store reference through gocloud's URL
 	// mux: scheme://host?query (credentials included; never shown).
@@ -110,7 +110,7 @@ func parseRef(ref string) (*location, error) {
 		return loc, nil
 	default:
 		return nil, drivers.WithHint(drivers.Errorf(drivers.Permanent, "snapshot reference %s: unsupported scheme %q", loc.redacted, u.Scheme),
-			"use a local path, file://, or mem:// (s3://, gs:// and azblob:// are planned)")
+			"use a local path, file://, s3://, gs:// or azblob:// (mem:// in tests)")
 	}
 }
 
@@ -258,21 +258,14 @@ func memBucket(name string) *blob.Bucket {
 
 // openObjectBucket opens the bucket of a non-local reference. owned reports whether
 // the caller must close it (the shared mem:// buckets stay open).
-func openObjectBucket(ctx context.Context, loc *location) (b *blob.Bucket, owned bool, err error) {
+func openObjectBucket(ctx context.Context, loc *location, opts OpenOptions) (b *blob.Bucket, owned bool, err error) {
 	switch loc.scheme {
 	case "mem":
 		return memBucket(loc.host), false, nil
 	case "s3", "gs", "azblob":
-		// The gocloud drivers for these schemes are not linked into this build yet;
-		// once a driver package is imported, its URLs open here unchanged.
-		if !blob.DefaultURLMux().ValidBucketScheme(loc.scheme) {
-			return nil, false, drivers.WithHint(
-				drivers.Errorf(drivers.Permanent, "snapshot reference %s: %s:// stores are not supported by this build yet", loc.redacted, loc.scheme),
-				"copy the snapshot to a local directory and give its path")
-		}
-		b, err := blob.OpenBucket(ctx, loc.bucketURL)
+		b, err := openStore(ctx, loc, opts.Stores, opts.Redactor)
 		if err != nil {
-			return nil, false, loc.scrub(classify(ctx, "open "+loc.redacted, loc.redacted, err))
+			return nil, false, err
 		}
 		return b, true, nil
 	}

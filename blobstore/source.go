@@ -29,10 +29,16 @@ type Source struct {
 	bareKey  string // key of the native file when bare
 	bare     bool
 	manifest *drivers.Manifest
+	// opts are the options the snapshot was opened with: the download pipeline
+	// (pipeline.go) reads Transfer, and Stores to open its data connection.
+	opts OpenOptions
+	// stats adds up the counters of the downloads (TransferStats).
+	stats transferTotals
 }
 
-// Open resolves a snapshot reference: a local path or a file:// URL (and mem:// for
-// tests; s3:// and friends later).
+// Open resolves a snapshot reference: a local path, a file:// URL, an s3://, gs://
+// or azblob:// URL (reached as OpenOptions.Stores says; see docs/stores.md), or
+// mem:// for tests.
 //
 //   - A directory (or prefix) holding manifest.json is a manifest snapshot; its
 //     manifest is parsed with drivers.ParseManifest, and a manifest that fails keeps
@@ -43,6 +49,12 @@ type Source struct {
 //     name, its size, no sha256 and an empty Engine.
 //   - Nothing there is a Permanent "snapshot REF not found" error; a directory without
 //     manifest.json is a Permanent "REF has no manifest.json" error.
+//   - A reference whose last element is "latest" (s3://b/etcd/latest,
+//     /backups/etcd/latest) and that names nothing itself opens the newest complete
+//     snapshot directly under its parent (see ResolveLatest); Ref then reports the
+//     snapshot it resolved to.
+//   - A manifest listing a file larger than MaxFileSize is refused (Permanent),
+//     before anything is downloaded.
 //
 // Open reads only the manifest; objects are checked when fetched (or by
 // CheckObjects). It is OpenWith with default options.
@@ -59,15 +71,21 @@ func OpenWith(ctx context.Context, ref string, opts OpenOptions) (*Source, error
 	if err != nil {
 		return nil, err
 	}
+	if isLatest(loc) {
+		if loc, err = resolveLatest(ctx, ref, loc, opts); err != nil {
+			return nil, err
+		}
+	}
 	var s *Source
 	if loc.scheme == "file" {
 		s, err = openLocal(ctx, loc)
 	} else {
-		s, err = openObject(ctx, loc)
+		s, err = openObject(ctx, loc, opts)
 	}
 	if err != nil {
 		return nil, err
 	}
+	s.opts = opts
 	if !s.bare {
 		if err := s.readManifest(ctx); err != nil {
 			s.Close()
@@ -140,8 +158,8 @@ func openLocal(ctx context.Context, loc *location) (*Source, error) {
 // openObject resolves a reference to an object store by looking at its keys:
 // PREFIX/manifest.json, then PREFIX as an object (a bare file), then anything under
 // PREFIX/.
-func openObject(ctx context.Context, loc *location) (*Source, error) {
-	b, owned, err := openObjectBucket(ctx, loc)
+func openObject(ctx context.Context, loc *location, opts OpenOptions) (*Source, error) {
+	b, owned, err := openObjectBucket(ctx, loc, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +259,9 @@ func (s *Source) readManifest(ctx context.Context) error {
 	if err != nil {
 		return drivers.WithHint(drivers.WithClass(drivers.ClassOf(err), where, err),
 			"the manifest was damaged or edited by hand; see docs/manifest.md, or re-create the snapshot")
+	}
+	if err := checkSizes(where, m); err != nil {
+		return err
 	}
 	s.manifest = m
 	return nil

@@ -16,7 +16,7 @@ var Globals = Module{
 		Name:    "fail",
 		Effect:  Read,
 		Params:  `msg, cls="permanent"`,
-		Returns: "never returns",
+		Returns: "nothing: it stops the phase",
 		Doc: "Stops the phase with an error of class cls: transient or throttled errors " +
 			"are retried by the engine, the others fail the run (and roll back).",
 		Errors: drivers.Classes,

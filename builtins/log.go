@@ -28,7 +28,7 @@ func logFunc(name string, level zerolog.Level) Func {
 		Effect:   Read,
 		Params:   "msg, **fields",
 		Returns:  "None",
-		Doc:      fmt.Sprintf("Logs msg at %s level with the given fields.", name),
+		Doc:      fmt.Sprintf("Logs msg at %s level with the given fields as structured values, e.g. log.%s(\"member restored\", member = m.name, keys = n). Secrets are masked.", name, name),
 		NoRecord: true,
 		Impl: func(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			var msg string

@@ -22,13 +22,13 @@ func init() {
 			"descriptions from the target file are accepted, so a script cannot run arbitrary commands.",
 		Funcs: []Func{
 			{Name: "start", Effect: Write, Params: "service", Returns: "None",
-				Doc:    "Starts the service (a `service` entry of the target).",
+				Doc:    "Starts the service described by a `service` entry of the target file (e.g. member.service): `systemctl start UNIT` or its `start:` command, within its timeout (default 120 s). A failure reports the command and the tail of its output.",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Transient, drivers.Cancelled},
 				Impl: func(ctx context.Context, env *Env, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 					return serviceDo(ctx, env, "start", a, kw)
 				}},
 			{Name: "stop", Effect: Write, Params: "service", Returns: "None",
-				Doc:    "Stops the service (a `service` entry of the target).",
+				Doc:    "Stops the service described by a `service` entry of the target file: `systemctl stop UNIT` or its `stop:` command, within its timeout (default 120 s). A failure reports the command and the tail of its output.",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Transient, drivers.Cancelled},
 				Impl: func(ctx context.Context, env *Env, a starlark.Tuple, kw []starlark.Tuple) (starlark.Value, error) {
 					return serviceDo(ctx, env, "stop", a, kw)

@@ -15,7 +15,7 @@ func init() {
 		Doc:  "Clock and waiting. time.sleep honours cancellation (Ctrl-C, deadlines).",
 		Funcs: []Func{
 			{Name: "now", Effect: Read, Params: "", Returns: "float (seconds since the Unix epoch)",
-				Doc: "The current time.", NoRecord: true,
+				Doc: "The current time, for measuring how long a step takes: start = time.now() ... time.now() - start.", NoRecord: true,
 				Impl: func(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 					if err := Unpack("time.now", args, kwargs); err != nil {
 						return nil, err
@@ -23,7 +23,7 @@ func init() {
 					return starlark.Float(float64(time.Now().UnixNano()) / 1e9), nil
 				}},
 			{Name: "sleep", Effect: Read, Params: "seconds", Returns: "None",
-				Doc: "Waits, or fails with class cancelled when the run is interrupted.", Errors: []drivers.Class{drivers.Cancelled},
+				Doc: "Waits seconds (a number, fractions allowed), or fails with class cancelled when the run is interrupted. Prefer a builtin that waits for a condition, such as etcd.wait_healthy.", Errors: []drivers.Class{drivers.Cancelled},
 				Impl: func(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 					var v starlark.Value
 					if err := Unpack("time.sleep", args, kwargs, "seconds", &v); err != nil {

@@ -13,6 +13,8 @@ type Check struct {
 	Detail   string `json:"detail,omitempty"`
 	Expected string `json:"expected,omitempty"`
 	Actual   string `json:"actual,omitempty"`
+	// Pos is where the script made the check (file:line:col), when known.
+	Pos string `json:"pos,omitempty"`
 }
 
 // ValidationResult is the list of checks Validate ran.

@@ -477,12 +477,12 @@ func TestDriversExport(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	res := cli(t, time.Minute, "plan", "--driver", "etcd", "--snapshot", quickstart, "--target", "scratch://etcd?members=3").mustSucceed(t)
-	for _, want := range []string{"etcd.snapshot_restore", "etcd.start_members", "nothing was changed"} {
+	for _, want := range []string{"etcd.snapshot_restore", "etcd.start_members", "Nothing was changed"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("plan output does not mention %q:\n%s", want, res.Stdout)
 		}
 	}
-	if n := strings.Count(res.Stdout, "WRITE etcd.snapshot_restore("); n != 3 {
+	if n := strings.Count(res.Stdout, "WRITE restore etcd member "); n != 3 || strings.Count(res.Stdout, "etcd.snapshot_restore(") != 3 {
 		t.Errorf("plan lists %d member restores, want 3:\n%s", n, res.Stdout)
 	}
 	rep := res.Report

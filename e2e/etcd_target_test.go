@@ -971,7 +971,7 @@ func TestRealTargetPlan(t *testing.T) {
 	w := rtWatchServing(t, c, "old/key-0002")
 	res := cli(t, rtTimeout, "plan", "--driver", "etcd", "--snapshot", src.snap, "--target", c.Target).mustSucceed(t)
 	w.finish(t)
-	for _, want := range []string{"service.stop", "fs.move", "service.start", "etcd.snapshot_restore", "etcd.wait_healthy", "nothing was changed"} {
+	for _, want := range []string{"service.stop", "fs.move", "service.start", "etcd.snapshot_restore", "etcd.wait_healthy", "Nothing was changed"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("plan does not list %s:\n%s", want, res.Stdout)
 		}

@@ -150,7 +150,27 @@ func builtinCheck(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	return builtins.Struct(map[string]any{
 		"name": name, "ok": ok, "detail": detail,
 		"expected": show(expected), "actual": show(actual),
+		"pos": checkPos(thread),
 	})
+}
+
+// checkPos is where a check was made: the innermost calling frame outside lib/
+// helpers (expect_equal in lib/checks.star reports the driver line that called it).
+func checkPos(thread *starlark.Thread) string {
+	first := ""
+	for i := 1; i < thread.CallStackDepth(); i++ {
+		pos := thread.CallFrame(i).Pos
+		if !pos.IsValid() {
+			continue
+		}
+		if first == "" {
+			first = pos.String()
+		}
+		if f := pos.Filename(); !strings.Contains(f, "lib/") {
+			return pos.String()
+		}
+	}
+	return first
 }
 
 // show renders a value for a check: strings bare, None empty, others in Starlark

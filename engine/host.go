@@ -99,6 +99,15 @@ func (h *Host) newLoadThread(name string) *starlark.Thread {
 	return t
 }
 
+// NewThread returns a thread for Starlark code that runs outside a phase, such as
+// a test file of restore-run test: the host's step limit, load() of lib/ modules,
+// print() to the host's log.
+func (h *Host) NewThread(name string) *starlark.Thread { return h.newLoadThread(name) }
+
+// FileOptions returns the Starlark dialect of driver scripts (while loops and
+// top-level control flow allowed).
+func FileOptions() *syntax.FileOptions { return fileOptions }
+
 func (h *Host) maxSteps() uint64 {
 	if h.MaxSteps == 0 {
 		return DefaultMaxSteps

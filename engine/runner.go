@@ -204,7 +204,10 @@ func (r *Runner) Run(ctx context.Context, opts Options) (rep *Report, err error)
 			Hint: "use --driver " + snap.Manifest.Engine}
 	}
 
-	// The target: parsed, of the driver's engine, locked.
+	// The target: of the driver's engine, parsed, locked.
+	if eng, err := targets.EngineOf(opts.Target); err == nil && eng != info.Engine && targets.Known(eng) {
+		return rep, Usage(drivers.Errorf(drivers.Permanent, "target %s is a %s target, but driver %s restores %s", opts.Target, eng, info.ID(), info.Engine))
+	}
 	target, err := targets.Parse(opts.Target, filepath.Join(workDir, "scratch"))
 	if err != nil {
 		return rep, Usage(err)

@@ -160,6 +160,7 @@ func (d *ScriptDriver) Validate(ctx context.Context, run *drivers.Run, snap *dri
 		c.Detail, _ = m["detail"].(string)
 		c.Expected, _ = m["expected"].(string)
 		c.Actual, _ = m["actual"].(string)
+		c.Pos, _ = m["pos"].(string)
 		if c.Name == "" {
 			return nil, drivers.Errorf(drivers.Script, "%s: check %d has no name; use check(name, ok, ...)", d.filename, i)
 		}

@@ -5,6 +5,7 @@ package scripts_test
 // etcd server.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/restore-run/restore-run/blobstore"
 	"github.com/restore-run/restore-run/drivers"
 	"github.com/restore-run/restore-run/engine"
 )
@@ -291,17 +293,37 @@ func TestEtcdSnapshotIntegrity(t *testing.T) {
 		}
 	})
 
-	t.Run("a compressed snapshot file is refused in download", func(t *testing.T) {
+	t.Run("a file marked compressed that does not decompress fails in download", func(t *testing.T) {
 		f := newFake(t)
 		snap := packSnapshot(t, nil)
 		editManifest(t, snap, func(m map[string]any) { m["files"].([]any)[0].(map[string]any)["compression"] = "zstd" })
 		rep, err := f.run(engine.Options{Snapshot: snap, Target: scratch3})
-		wantFailure(t, rep, err, drivers.Permanent, "zstd")
-		if got := phases(rep); got != "download:failed(permanent)" {
+		wantFailure(t, rep, err, drivers.Corruption, "do not decompress as zstd")
+		if got := phases(rep); got != "download:failed(corruption)" {
 			t.Errorf("phases = %s", got)
 		}
 		if calls := f.sequence(); len(calls) != 0 {
 			t.Errorf("compressed bytes reached etcd: %v", calls)
+		}
+	})
+
+	t.Run("a zstd-compressed snapshot file is decompressed in download", func(t *testing.T) {
+		f := newFake(t)
+		src := filepath.Join(t.TempDir(), "snapshot.db")
+		plain := strings.Repeat("fake etcd snapshot, compressible. ", 1000)
+		writeFile(t, src, plain)
+		snap := filepath.Join(t.TempDir(), "snap")
+		if _, err := blobstore.Pack(context.Background(), blobstore.PackOptions{Engine: "etcd", Files: []blobstore.PackFile{{Path: src}}, Dest: snap,
+			Compression: "zstd", Metadata: map[string]any{"revision": snapRevision, "total_key": snapKeys}}); err != nil {
+			t.Fatal(err)
+		}
+		work := filepath.Join(t.TempDir(), "work")
+		rep, err := f.run(engine.Options{Snapshot: snap, Target: scratch3, WorkDir: work})
+		if err != nil {
+			t.Fatalf("run: %v (phases %s)", err, phases(rep))
+		}
+		if got, _ := os.ReadFile(filepath.Join(work, "download", "snapshot.db")); string(got) != plain {
+			t.Errorf("the downloaded file holds %d bytes, not the %d decompressed ones", len(got), len(plain))
 		}
 	})
 
@@ -558,15 +580,15 @@ func TestEtcdRealTargetRollback(t *testing.T) {
 		untouched(t, f, rt, rep)
 	})
 
-	t.Run("manifest claiming a huge size fails in download", func(t *testing.T) {
+	t.Run("manifest claiming an absurd size is refused before any phase", func(t *testing.T) {
 		rt := newRealTarget(t, 3, nil)
 		f := newFake(t)
 		snap := packSnapshot(t, nil)
 		editManifest(t, snap, func(m map[string]any) { m["files"].([]any)[0].(map[string]any)["size"] = 1 << 50 })
 		rep, err := f.run(engine.Options{Snapshot: snap, Target: rt.File})
-		wantFailure(t, rep, err, drivers.Corruption, "size mismatch: expected 1125899906842624 bytes")
-		if got := phases(rep); got != "download:failed(corruption)" {
-			t.Errorf("phases = %s", got)
+		wantFailure(t, rep, err, drivers.Permanent, "claims 1125899906842624 bytes (1.0 PiB), more than restore-run accepts for one file")
+		if got := phases(rep); got != "" {
+			t.Errorf("phases = %s, want none", got)
 		}
 		if calls := f.sequence(); len(calls) != 0 {
 			t.Errorf("fake calls: %v", calls)

@@ -6,6 +6,7 @@
 package targets
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -59,6 +60,12 @@ func Engines() []string {
 	return out
 }
 
+// Known reports whether engine has a registered target kind.
+func Known(engine string) bool {
+	_, ok := kind(engine)
+	return ok
+}
+
 func kind(engine string) (Kind, bool) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -103,6 +110,33 @@ func parseScratch(ref, dir string) (*drivers.Target, error) {
 	return t, nil
 }
 
+// EngineOf returns the engine a target reference names (the host of a scratch URL,
+// the `engine:` of a target file) without checking the rest, so a caller can refuse
+// a target of the wrong engine before complaining about its details.
+func EngineOf(ref string) (string, error) {
+	if strings.HasPrefix(ref, "scratch://") {
+		u, err := url.Parse(ref)
+		if err != nil {
+			return "", drivers.Errorf(drivers.Permanent, "target %q is not a valid URL: %v", ref, err)
+		}
+		return u.Host, nil
+	}
+	if ref == "" || strings.Contains(ref, "://") {
+		return "", nil
+	}
+	data, err := os.ReadFile(ref)
+	if err != nil {
+		return "", drivers.WithClass(drivers.Permanent, "read target file", err)
+	}
+	var head struct {
+		Engine string `json:"engine"`
+	}
+	if err := yaml.Unmarshal(data, &head); err != nil {
+		return "", nil // ParseFile reports the YAML error in full
+	}
+	return head.Engine, nil
+}
+
 // ParseFile reads a YAML target file. The file names its engine with `engine:`; the
 // rest is the engine's spec.
 func ParseFile(path string) (*drivers.Target, error) {
@@ -128,6 +162,9 @@ func ParseYAML(ref string, data []byte) (*drivers.Target, error) {
 		return nil, drivers.Errorf(drivers.Permanent, "target file %s: engine %q is not one of %s", ref, engine, strings.Join(Engines(), ", "))
 	}
 	delete(spec, "engine")
+	// The store: section says how to reach the snapshot's object store; the CLI
+	// reads it with StoreSection (blobstore resolves its secrets), not the engine.
+	delete(spec, StoreKey)
 	t := &drivers.Target{Ref: ref, Engine: engine}
 	if err := resolveSecrets(t, "", spec); err != nil {
 		return nil, drivers.WithClass(drivers.Permanent, "target file "+ref, err)
@@ -138,6 +175,23 @@ func ParseYAML(ref string, data []byte) (*drivers.Target, error) {
 	}
 	t.Spec, t.Dirs = spec, dirs
 	return t, nil
+}
+
+// StoreKey is the target file's section of object-store settings (docs/stores.md).
+const StoreKey = "store"
+
+// StoreSection returns the store: section of the target file at path as JSON, or
+// nil when the file has none. Its secrets are left as references.
+func StoreSection(path string) (json.RawMessage, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, drivers.WithClass(drivers.Permanent, "read target file", err)
+	}
+	var spec map[string]json.RawMessage
+	if err := yaml.Unmarshal(data, &spec); err != nil {
+		return nil, drivers.Errorf(drivers.Permanent, "target file %s is not valid YAML: %v", path, err)
+	}
+	return spec[StoreKey], nil
 }
 
 // resolveSecrets replaces every secret reference in m, a map of the form

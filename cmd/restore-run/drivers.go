@@ -3,12 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/restore-run/restore-run/engine"
+	"github.com/restore-run/restore-run/scripts"
 )
 
 func newDriversCmd(g *globalFlags) *cobra.Command {
@@ -69,19 +72,58 @@ func newDriversCmd(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	})
-	cmd.AddCommand(&cobra.Command{
+	var withTest bool
+	export := &cobra.Command{
 		Use:   "export NAME[@CONSTRAINT]",
-		Short: "Print a driver's script text: the starting point of an override",
+		Short: "Print a driver's script text (or, with --test, its tests): the starting point of an override",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := resolveDriver(g, args[0])
+			// Scripts that do not load are skipped here: the shell creates the
+			// file `export NAME > DIR/NAME.star` writes before restore-run runs,
+			// and an empty or broken override must not hide the original.
+			host, err := g.host()
 			if err != nil {
 				return err
 			}
-			_, err = cmd.OutOrStdout().Write(d.Text())
+			cat := host.Discover()
+			for _, p := range cat.Problems {
+				fmt.Fprintf(cmd.ErrOrStderr(), "restore-run: skipping %s, which does not load: %v\n", p.File, firstLine(p.Err.Error()))
+			}
+			rd, err := cat.Registry.Resolve(args[0])
+			if err != nil {
+				return engine.Usage(err)
+			}
+			d, ok := rd.(*engine.ScriptDriver)
+			if !ok {
+				return fmt.Errorf("driver %s is not a script", args[0])
+			}
+			if !withTest {
+				_, err = cmd.OutOrStdout().Write(d.Text())
+				return err
+			}
+			text, err := driverTests(d)
+			if err != nil {
+				// The script may be a copy without its tests (an override of the
+				// same version): take those of the script it shadows.
+				for _, e := range cat.Registry.List() {
+					sd, ok := e.Driver.(*engine.ScriptDriver)
+					if ok && e.ShadowedBy != "" && sd.Info().ID() == d.Info().ID() {
+						if t, terr := driverTests(sd); terr == nil {
+							text, err = t, nil
+							break
+						}
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(text)
 			return err
 		},
-	})
+	}
+	export.Flags().BoolVar(&withTest, "test", false, "print the driver's tests (NAME_test.star next to its script) instead of the script")
+	cmd.AddCommand(export)
 	return cmd
 }
 
@@ -99,4 +141,29 @@ func resolveDriver(g *globalFlags, spec string) (*engine.ScriptDriver, error) {
 		return nil, fmt.Errorf("driver %s is not a script", spec)
 	}
 	return sd, nil
+}
+
+// driverTests returns the text of the *_test.star file next to a driver's script:
+// NAME_test.star for NAME.star, in the same source.
+func driverTests(d *engine.ScriptDriver) ([]byte, error) {
+	name := d.Filename()
+	testName := strings.TrimSuffix(name, ".star") + "_test.star"
+	var (
+		data []byte
+		err  error
+	)
+	if rest, ok := strings.CutPrefix(name, "embedded:"); ok {
+		data, err = fs.ReadFile(scripts.FS, strings.TrimSuffix(rest, ".star")+"_test.star")
+	} else {
+		data, err = os.ReadFile(testName)
+	}
+	if err != nil || len(data) == 0 {
+		return nil, engine.Usage(fmt.Errorf("driver %s has no tests: %s not found", d.Info().ID(), testName))
+	}
+	return data, nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }

@@ -55,6 +55,9 @@ func printSummary(w io.Writer, r *engine.Report) {
 			if !c.OK && (c.Expected != "" || c.Actual != "") {
 				line += fmt.Sprintf(" (expected %s, got %s)", c.Expected, c.Actual)
 			}
+			if !c.OK && c.Pos != "" {
+				line += "  at " + c.Pos
+			}
 			fmt.Fprintln(w, line)
 		}
 	}
@@ -67,51 +70,6 @@ func printSummary(w io.Writer, r *engine.Report) {
 	if r.Mode != "plan" {
 		fmt.Fprintf(w, "  RTO %.2fs (run %s)\n", r.RTOSeconds, r.RunID)
 	}
-}
-
-// printPlan prints the steps a restore would take, phase by phase.
-func printPlan(w io.Writer, r *engine.Report) {
-	fmt.Fprintf(w, "plan: restore %s into %s with %s@%s (%s)\n", r.Snapshot.Ref, r.Target.Ref, r.Driver.Name, r.Driver.Version, r.Driver.Source)
-	fmt.Fprintf(w, "work dir ($WORKDIR): %s\n", r.WorkDir)
-	if len(r.Params) > 0 {
-		var ps []string
-		for _, k := range sortedKeys(r.Params) {
-			ps = append(ps, fmt.Sprintf("%s=%v", k, r.Params[k]))
-		}
-		fmt.Fprintf(w, "params: %s\n", strings.Join(ps, " "))
-	}
-	for _, p := range r.Phases {
-		fmt.Fprintf(w, "\n%s", p.Name)
-		if p.Result == "skipped" {
-			fmt.Fprintln(w, ": not run in plan mode (it checks the restored target)")
-			continue
-		}
-		fmt.Fprintln(w)
-		n := 0
-		for _, c := range r.Calls {
-			if c.Phase != p.Name {
-				continue
-			}
-			n++
-			tag := "read "
-			if c.Planned {
-				tag = "WRITE"
-			}
-			line := c.String()
-			if r.WorkDir != "" {
-				line = strings.ReplaceAll(line, r.WorkDir, "$WORKDIR")
-			}
-			fmt.Fprintf(w, "  %d. %s %s", n, tag, line)
-			if c.Pos != "" {
-				fmt.Fprintf(w, "    # %s", c.Pos)
-			}
-			fmt.Fprintln(w)
-		}
-		if n == 0 {
-			fmt.Fprintln(w, "  (no builtin calls)")
-		}
-	}
-	fmt.Fprintln(w, "\nnothing was changed: WRITE steps were recorded, not run.")
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -49,7 +50,7 @@ the script line that asked for them. Validation is not run.`
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.driver, "driver", "", "driver NAME or NAME@CONSTRAINT (e.g. etcd, etcd@1, etcd@^1.2, etcd@=1.2.0)")
-	fl.StringVar(&f.snapshot, "snapshot", "", "snapshot reference: directory with manifest.json, native file, or file:// URL")
+	fl.StringVar(&f.snapshot, "snapshot", "", "snapshot reference: a directory or prefix with manifest.json (local path, file://, s3://, gs://, azblob://), PREFIX/latest, or a single native file")
 	fl.StringVar(&f.target, "target", "", "target: scratch://ENGINE?options or a YAML target file")
 	fl.StringArrayVar(&f.params, "param", nil, "driver parameter KEY=VALUE (repeatable; see `restore-run drivers show NAME`)")
 	fl.StringVar(&f.report, "report", "", "write the JSON run report to this file")
@@ -105,6 +106,11 @@ the script line that asked for them. Validation is not run.`
 				printPlan(out, rep)
 			} else {
 				printSummary(out, rep)
+			}
+			var usage *engine.UsageError
+			if err != nil && len(rep.Phases) > 0 && !errors.As(err, &usage) {
+				explainFailure(g.redactor.Writer(cmd.ErrOrStderr()), rep, err)
+				return &silentError{err}
 			}
 		}
 		return err

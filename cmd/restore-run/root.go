@@ -57,7 +57,13 @@ script error; 130 interrupted.`,
 		newRestoreCmd(g, engine.ModeValidate),
 		newDriversCmd(g),
 		newCheckCmd(g),
+		newTestCmd(g),
+		newFmtCmd(),
+		newDocsCmd(),
+		newSnapshotCmd(g),
 		newVersionCmd(),
+		newBenchMysqlCmd(g), // bench_mysql.go: the mysql driver's benchmark
+		newBenchCmd(g),      // bench.go: the download pipeline's benchmark
 	)
 	return root, g
 }
