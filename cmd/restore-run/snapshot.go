@@ -309,6 +309,8 @@ type packFlags struct {
 	compress                          string
 	created                           string
 	overwrite                         bool
+	// cluster holds --from-cluster and --keyspaces (snapshot_cassandra.go).
+	cluster clusterPackFlags
 }
 
 func newSnapshotPackCmd(g *globalFlags) *cobra.Command {
@@ -344,6 +346,7 @@ A destination that already holds a manifest is refused unless --overwrite.`,
 	fl.StringVar(&f.compress, "compress", "none", "compress each file as stored: zstd, gzip or none")
 	fl.StringVar(&f.created, "created", "", "the snapshot's creation time, RFC 3339 (default now): the time the backup was taken")
 	fl.BoolVar(&f.overwrite, "overwrite", false, "write over a destination that already holds a snapshot")
+	f.cluster.addFlags(fl)
 	sf := addStoreFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
@@ -351,7 +354,7 @@ A destination that already holds a manifest is refused unless --overwrite.`,
 		for _, r := range []struct {
 			name string
 			set  bool
-		}{{"--engine", f.engine != ""}, {"--from", len(f.from) > 0}, {"--to", f.to != ""}} {
+		}{{"--engine", f.engine != ""}, {"--from", len(f.from) > 0 || f.cluster.from != ""}, {"--to", f.to != ""}} {
 			if !r.set {
 				missing = append(missing, r.name)
 			}
@@ -377,6 +380,9 @@ A destination that already holds a manifest is refused unless --overwrite.`,
 		meta, err := f.parseMetadata()
 		if err != nil {
 			return err
+		}
+		if f.cluster.from != "" {
+			return packCluster(cmd, g, f, sf, partSize, created)
 		}
 		files, err := expandFrom(f.from)
 		if err != nil {
