@@ -17,7 +17,8 @@
 #                     with go install from the Go module proxy
 #   go_vet            go vet ./...
 #   gofmt_check       fails listing the files gofmt would change
-#   go_tests          go test ./... -count=1 -timeout 40m
+#   go_tests          go test ./... -count=1 -timeout 40m (the e2e fault suite's disk-full
+#                     rows mount a small tmpfs, so the tests run as root, as CI does)
 #
 # Downloads stay out of git: Go modules go to the Go module cache, tool binaries and
 # jars to third_party/ and .cache/ (both ignored).

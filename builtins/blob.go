@@ -22,16 +22,16 @@ func init() {
 			"is decompressed or used. Downloads run in parallel, are retried per part and " +
 			"resume after an interrupted run that kept its --workdir (docs/downloads.md).",
 		Funcs: []Func{
-			{Name: "fetch", Effect: Write, Params: "name, dest=None, decompress=True", Returns: "local path",
+			{Name: "fetch", Idempotent: true, Effect: Write, Params: "name, dest=None, decompress=True", Returns: "local path",
 				Doc: "Downloads snapshot file name to dest (default: WORKDIR/download/NAME), verified. " +
 					"A compressed file (manifest compression zstd, gzip or lz4) is written decompressed " +
 					"unless decompress=False, which writes the stored bytes.",
 				Errors: fetchErrors, Impl: blobFetch, Plan: blobFetchPlan},
-			{Name: "fetch_all", Effect: Write, Params: "dest_dir=None, decompress=True", Returns: "dict name -> local path",
+			{Name: "fetch_all", Idempotent: true, Effect: Write, Params: "dest_dir=None, decompress=True", Returns: "dict name -> local path",
 				Doc: "Downloads every file of the snapshot under dest_dir (default: WORKDIR/download), " +
 					"several at once, verified, decompressed unless decompress=False.",
 				Errors: fetchErrors, Impl: blobFetchAll, Plan: blobFetchAllPlan},
-			{Name: "read", Effect: Read, Params: "name", Returns: "string",
+			{Name: "read", Idempotent: true, Effect: Read, Params: "name", Returns: "string",
 				Doc:    "Reads a small snapshot file (at most 16 MiB) into memory, verified (the stored bytes, not decompressed).",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Corruption, drivers.Transient, drivers.Throttled},
 				Impl:   blobRead},

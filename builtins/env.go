@@ -39,6 +39,9 @@ type Env struct {
 	Plan bool
 	// OnCall, if set, sees every recorded call (the audit log).
 	OnCall func(Call)
+	// CallRetry is how idempotent builtins are retried, per call, on a transient
+	// or throttled error (the zero value: no retry).
+	CallRetry Backoff
 
 	mu       sync.Mutex
 	calls    []Call
@@ -58,6 +61,11 @@ type Call struct {
 	Planned  bool          `json:"planned,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	Class    string        `json:"class,omitempty"`
+	// Attempt is 1 for the first try of the call, 2... for per-call retries of an
+	// idempotent builtin (each attempt is recorded); RetryIn is the wait before the
+	// next attempt when this one is retried.
+	Attempt int           `json:"attempt,omitempty"`
+	RetryIn time.Duration `json:"retry_in_ns,omitempty"`
 }
 
 // String renders the call as a script line, e.g. `etcd.stop_member("m1")`.

@@ -38,7 +38,7 @@ func init() {
 					"connection and credentials through an option file. A non-zero exit fails unless check=False.",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Transient, drivers.Corruption, drivers.Cancelled, drivers.Script},
 				Impl:   execRun, Plan: execRunPlan},
-			{Name: "version", Effect: Read, Params: "program", Returns: "struct(path, version, series, mariadb, text)",
+			{Name: "version", Idempotent: true, Effect: Read, Params: "program", Returns: "struct(path, version, series, mariadb, text)",
 				Doc:    "Runs `program --version` and parses it (series is MAJOR.MINOR). A missing program is a permanent error naming how to install it.",
 				Errors: []drivers.Class{drivers.Permanent, drivers.Script}, Impl: execVersion},
 		},

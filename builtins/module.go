@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	mrand "math/rand/v2"
+
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
@@ -62,6 +64,38 @@ type Func struct {
 	Plan Impl
 	// NoRecord keeps calls out of the run's call record (log.* would drown it).
 	NoRecord bool
+	// Idempotent declares the function safe to call again with the same
+	// arguments: the central wrapper retries its transient and throttled
+	// failures (Env.CallRetry, or the call's retry= argument). Functions that are
+	// not idempotent (a move, a restore, a service start) are never retried per
+	// call; their phase's retry policy decides.
+	Idempotent bool
+}
+
+// Backoff is a retry policy: Attempts tries in all (1 or less: no retry), waits of
+// exponential backoff from BaseDelay capped at MaxDelay with full jitter, and no
+// new attempt once Deadline has passed since the first (0: no deadline).
+type Backoff struct {
+	Attempts  int           `json:"attempts,omitempty"`
+	BaseDelay time.Duration `json:"base_delay_ns,omitempty"`
+	MaxDelay  time.Duration `json:"max_delay_ns,omitempty"`
+	Deadline  time.Duration `json:"deadline_ns,omitempty"`
+}
+
+// Delay is the full-jitter wait before attempt+1: uniform in
+// [0, min(MaxDelay, BaseDelay*2^(attempt-1))].
+func (b Backoff) Delay(attempt int) time.Duration {
+	d := b.BaseDelay
+	for i := 1; i < attempt && d > 0 && (b.MaxDelay <= 0 || d < b.MaxDelay); i++ {
+		d *= 2
+	}
+	if d <= 0 || (b.MaxDelay > 0 && d > b.MaxDelay) {
+		d = b.MaxDelay
+	}
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(mrand.Int64N(int64(d) + 1))
 }
 
 // Module is a named group of builtins, seen by scripts as a module value
@@ -177,23 +211,158 @@ func (f Func) call(thread *starlark.Thread, qualified string, args starlark.Tupl
 	if err := ctx.Err(); err != nil {
 		return nil, drivers.WithClass(drivers.Cancelled, qualified, err)
 	}
-	v, err := f.Impl(ctx, env, args, kwargs)
-	call.Duration = time.Since(call.Start)
-	if err != nil {
-		err = classify(qualified, err)
-		call.Error = env.Redact(err.Error())
-		call.Class = string(drivers.ClassOf(err))
-	}
-	if !f.NoRecord {
-		env.record(call)
-	}
+	policy, kwargs, err := f.callPolicy(env, qualified, kwargs)
 	if err != nil {
 		return nil, err
 	}
-	if v == nil {
-		v = starlark.None
+	first := call.Start
+	for attempt := 1; ; attempt++ {
+		call.Attempt = attempt
+		call.Start = time.Now()
+		call.Error, call.Class = "", ""
+		v, err := f.Impl(ctx, env, args, kwargs)
+		call.Duration = time.Since(call.Start)
+		if err != nil {
+			err = classify(qualified, err)
+			if ctx.Err() != nil && drivers.ClassOf(err) != drivers.Cancelled {
+				err = drivers.WithClass(drivers.Cancelled, qualified, err)
+			}
+			call.Error = env.Redact(err.Error())
+			call.Class = string(drivers.ClassOf(err))
+		}
+		var wait time.Duration
+		retry := err != nil && drivers.ClassOf(err).Retryable() && attempt < policy.Attempts && ctx.Err() == nil
+		if retry {
+			wait = policy.Delay(attempt)
+			if policy.Deadline > 0 && time.Since(first)+wait >= policy.Deadline {
+				retry = false
+			}
+		}
+		if retry {
+			call.RetryIn = wait
+		}
+		if !f.NoRecord {
+			env.record(call)
+		}
+		if err == nil {
+			if v == nil {
+				v = starlark.None
+			}
+			return v, nil
+		}
+		if !retry {
+			return nil, err
+		}
+		env.Log.Warn().Str("builtin", qualified).Str("class", call.Class).Int("attempt", attempt).Int("attempts", policy.Attempts).
+			Dur("retry_in", wait).Str("error", call.Error).Msg("builtin call failed; retrying")
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, drivers.WithClass(drivers.Cancelled, qualified, context.Cause(ctx))
+		case <-t.C:
+		}
 	}
-	return v, nil
+}
+
+// callPolicy returns the retry policy of one call: none unless the function is
+// idempotent; the run's (Env.CallRetry), or the call's own retry= argument
+// (attempts, or a dict of attempts, base_delay, max_delay, deadline in seconds),
+// which is removed from kwargs.
+func (f Func) callPolicy(env *Env, qualified string, kwargs []starlark.Tuple) (Backoff, []starlark.Tuple, error) {
+	var override starlark.Value
+	for i, kv := range kwargs {
+		if k, _ := starlark.AsString(kv[0]); k == "retry" {
+			if _, declared := f.declares("retry"); !declared {
+				override = kv[1]
+				kwargs = append(append([]starlark.Tuple(nil), kwargs[:i]...), kwargs[i+1:]...)
+				break
+			}
+		}
+	}
+	if !f.Idempotent {
+		if override != nil {
+			return Backoff{}, nil, drivers.Errorf(drivers.Script, "%s: retry= is refused: %s is not idempotent (it changes something that a second call would not find as the first did), so it is never retried per call; its phase's retry policy decides", qualified, qualified)
+		}
+		return Backoff{Attempts: 1}, kwargs, nil
+	}
+	p := env.CallRetry
+	if override != nil && override != starlark.None {
+		o, err := backoffValue(qualified, override)
+		if err != nil {
+			return Backoff{}, nil, err
+		}
+		if o.Attempts > 0 {
+			p.Attempts = o.Attempts
+		}
+		if o.BaseDelay > 0 {
+			p.BaseDelay = o.BaseDelay
+		}
+		if o.MaxDelay > 0 {
+			p.MaxDelay = o.MaxDelay
+		}
+		if o.Deadline > 0 {
+			p.Deadline = o.Deadline
+		}
+	}
+	if p.Attempts < 1 {
+		p.Attempts = 1
+	}
+	return p, kwargs, nil
+}
+
+// declares reports whether f's own signature has a parameter called name.
+func (f Func) declares(name string) (Param, bool) {
+	sig, err := f.Signature()
+	if err != nil {
+		return Param{}, false
+	}
+	return sig.Param(name)
+}
+
+// backoffValue reads a call's retry= argument: an int (attempts) or a dict with
+// attempts, base_delay, max_delay, deadline (seconds).
+func backoffValue(qualified string, v starlark.Value) (Backoff, error) {
+	var b Backoff
+	if n, ok := v.(starlark.Int); ok {
+		a, ok := n.Int64()
+		if !ok || a < 1 {
+			return b, drivers.Errorf(drivers.Script, "%s: retry= must be a number of attempts >= 1, not %s", qualified, v)
+		}
+		b.Attempts = int(a)
+		return b, nil
+	}
+	d, ok := v.(*starlark.Dict)
+	if !ok {
+		return b, drivers.Errorf(drivers.Script, "%s: retry= must be a number of attempts or a dict(attempts, base_delay, max_delay, deadline), not %s", qualified, v.Type())
+	}
+	for _, item := range d.Items() {
+		k, _ := starlark.AsString(item[0])
+		if k == "attempts" {
+			a, err := backoffValue(qualified, item[1])
+			if err != nil {
+				return b, err
+			}
+			b.Attempts = a.Attempts
+			continue
+		}
+		secs, ok := starlark.AsFloat(item[1])
+		if !ok || secs < 0 {
+			return b, drivers.Errorf(drivers.Script, "%s: retry[%q] must be a non-negative number of seconds, not %s", qualified, k, item[1])
+		}
+		dur := time.Duration(secs * float64(time.Second))
+		switch k {
+		case "base_delay":
+			b.BaseDelay = dur
+		case "max_delay":
+			b.MaxDelay = dur
+		case "deadline":
+			b.Deadline = dur
+		default:
+			return b, drivers.Errorf(drivers.Script, "%s: retry= has an unknown key %q (attempts, base_delay, max_delay, deadline)", qualified, k)
+		}
+	}
+	return b, nil
 }
 
 // classify makes sure err carries a class: context errors are Cancelled, and an

@@ -17,7 +17,7 @@ func init() {
 		Doc: "What MySQL/MariaDB backups say about themselves: a mariadb-dump header, a mydumper " +
 			"metadata file, mariabackup's xtrabackup_info and xtrabackup_binlog_info; and version parsing.",
 		Funcs: []Func{
-			{Name: "scan_dump", Effect: Read, Params: `name, decompress="auto"`,
+			{Name: "scan_dump", Idempotent: true, Effect: Read, Params: `name, decompress="auto"`,
 				Returns: "struct(tool, server_version, schemas, tables, binlog, bytes, sandbox)",
 				Doc: "Reads a mariadb-dump/mysqldump snapshot file to its end (decompressing .zst/.gz), which checks its " +
 					"sha256 against the manifest before anything is restored, and returns what its header and structure " +
@@ -25,15 +25,15 @@ func init() {
 					"the binlog file, position and GTID recorded with --master-data/--gtid.",
 				Errors: []drivers.Class{drivers.Corruption, drivers.Permanent, drivers.Transient, drivers.Cancelled},
 				Impl:   mysqlScanDump},
-			{Name: "backup_info", Effect: Read, Params: "dir",
+			{Name: "backup_info", Idempotent: true, Effect: Read, Params: "dir",
 				Returns: "struct(server_version, tool_version, binlog, info)",
 				Doc: "Reads xtrabackup_info and xtrabackup_binlog_info of an unpacked mariabackup/xtrabackup backup. " +
 					"A directory without xtrabackup_info is not a backup (corruption).",
 				Errors: []drivers.Class{drivers.Corruption, drivers.Permanent}, Impl: mysqlBackupInfo, Plan: mysqlBackupInfoPlan},
-			{Name: "mydumper_info", Effect: Read, Params: "dir", Returns: "struct(schemas, binlog)",
+			{Name: "mydumper_info", Idempotent: true, Effect: Read, Params: "dir", Returns: "struct(schemas, binlog)",
 				Doc:    "Reads a downloaded mydumper directory: its schemas (SCHEMA-schema-create.sql) and the binlog position in its metadata file.",
 				Errors: []drivers.Class{drivers.Permanent}, Impl: mysqlMydumperInfo, Plan: mysqlMydumperInfoPlan},
-			{Name: "parse_version", Effect: Read, Params: "text", Returns: "struct(version, series, mariadb) or None",
+			{Name: "parse_version", Idempotent: true, Effect: Read, Params: "text", Returns: "struct(version, series, mariadb) or None",
 				Doc: "Parses a server or tool version (\"10.11.19-MariaDB-0+deb12u1-log\"); None if there is none.", Impl: mysqlParseVersion, NoRecord: true},
 		},
 	})

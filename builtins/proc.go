@@ -34,9 +34,9 @@ func init() {
 			{Name: "stop", Effect: Write, Params: "name, timeout=120", Returns: "bool (whether it was running)",
 				Doc:  "Stops process name: SIGTERM (a clean shutdown for mariadbd), SIGKILL to its group after timeout seconds.",
 				Impl: procStop},
-			{Name: "status", Effect: Read, Params: "name", Returns: "struct(running, pid, exit_code, log_tail)",
+			{Name: "status", Idempotent: true, Effect: Read, Params: "name", Returns: "struct(running, pid, exit_code, log_tail)",
 				Doc: "Whether process name runs, and the end of its log.", Impl: procStatus},
-			{Name: "memory", Effect: Read, Params: "", Returns: "struct(total, available) in bytes",
+			{Name: "memory", Idempotent: true, Effect: Read, Params: "", Returns: "struct(total, available) in bytes",
 				Doc: "The machine's memory (from /proc/meminfo), to size buffers such as mariabackup --use-memory.", Impl: procMemory},
 		},
 	})

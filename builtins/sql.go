@@ -22,7 +22,7 @@ func init() {
 			"socket, user, and the password from the target file's secret reference: scripts never " +
 			"handle passwords). Queries are READ, statements that change anything are WRITE.",
 		Funcs: []Func{
-			{Name: "query", Effect: Read, Params: `stmt, args=[], db=""`, Returns: "list of dicts (column -> value)",
+			{Name: "query", Idempotent: true, Effect: Read, Params: `stmt, args=[], db=""`, Returns: "list of dicts (column -> value)",
 				Doc: "Runs a query and returns its rows. Values are strings, ints, floats or None. " +
 					"args fill `?` placeholders (quoted by the driver).",
 				Errors: net, Impl: sqlQuery},
@@ -39,13 +39,13 @@ func init() {
 				Plan: func(context.Context, *Env, starlark.Tuple, []starlark.Tuple) (starlark.Value, error) {
 					return starlark.None, nil
 				}},
-			{Name: "inventory", Effect: Read, Params: "schemas=None, counts=True, checksums=False",
+			{Name: "inventory", Idempotent: true, Effect: Read, Params: "schemas=None, counts=True, checksums=False",
 				Returns: "dict schema -> {tables: {name: {rows, engine, checksum}}, views, routines, triggers, events}",
 				Doc: "The objects of each schema (every user schema when schemas is None), with exact row counts " +
 					"(SELECT COUNT(*)) and, with checksums, CHECKSUM TABLE ... EXTENDED as decimal strings. " +
 					"The same shape as a mysql manifest's metadata.inventory.",
 				Errors: net, Impl: sqlInventory},
-			{Name: "objects", Effect: Read, Params: "schema", Returns: "int",
+			{Name: "objects", Idempotent: true, Effect: Read, Params: "schema", Returns: "int",
 				Doc: "How many tables, views, routines and events the schema holds (0 if it does not exist).", Errors: net, Impl: sqlObjects},
 			{Name: "move_aside", Effect: Write, Params: "schema, holding", Returns: "dict(tables, views, routines, triggers, events)",
 				Doc: "Empties schema without losing anything: saves the definitions of its views, routines, triggers and " +

@@ -14,7 +14,7 @@ func init() {
 		Name: "time",
 		Doc:  "Clock and waiting. time.sleep honours cancellation (Ctrl-C, deadlines).",
 		Funcs: []Func{
-			{Name: "now", Effect: Read, Params: "", Returns: "float (seconds since the Unix epoch)",
+			{Name: "now", Idempotent: true, Effect: Read, Params: "", Returns: "float (seconds since the Unix epoch)",
 				Doc: "The current time, for measuring how long a step takes: start = time.now() ... time.now() - start.", NoRecord: true,
 				Impl: func(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 					if err := Unpack("time.now", args, kwargs); err != nil {

@@ -93,4 +93,24 @@ type Run struct {
 	// State carries JSON-compatible values from one phase to the next (what was
 	// downloaded, what was moved aside); Rollback reads it.
 	State map[string]any
+	// Resumed is true when `restore-run resume` continues a run that was
+	// interrupted (a crash, a kill -9): phases that finished are skipped and the
+	// first unfinished one is entered again.
+	Resumed bool
+	// Checkpoints are the names ctx.checkpoint recorded so far, across attempts
+	// and, for a resumed run, before the interruption.
+	Checkpoints []string
+	// OnCheckpoint, if set, makes a checkpoint durable (the engine writes the
+	// run's state file); it is called after the name was appended.
+	OnCheckpoint func(name string) error
+}
+
+// Reached reports whether ctx.checkpoint(name) was recorded in this run.
+func (r *Run) Reached(name string) bool {
+	for _, c := range r.Checkpoints {
+		if c == name {
+			return true
+		}
+	}
+	return false
 }

@@ -134,6 +134,10 @@ func CheckFileName(name string) error {
 		if el == ".." {
 			return fmt.Errorf("file name %q leaves the snapshot with '..'", name)
 		}
+		if el == "." {
+			// path.Clean keeps a lone "." : it names the directory itself.
+			return fmt.Errorf("file name %q names the directory itself, not a file", name)
+		}
 	}
 	if name == ManifestName {
 		return fmt.Errorf("file name %q is reserved for the manifest", name)

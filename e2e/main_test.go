@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	writeFaultTable()
 	stopShop() // the MariaDB source server the mysql tests share
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -63,7 +64,7 @@ type result struct {
 func cli(t *testing.T, timeout time.Duration, args ...string) result {
 	t.Helper()
 	reportPath := ""
-	if len(args) > 0 && (args[0] == "restore" || args[0] == "plan" || args[0] == "validate") {
+	if len(args) > 0 && (args[0] == "restore" || args[0] == "plan" || args[0] == "validate" || args[0] == "resume") {
 		reportPath = filepath.Join(t.TempDir(), "report.json")
 		args = append(args, "--report", reportPath)
 	}

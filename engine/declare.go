@@ -25,6 +25,7 @@ type declaration struct {
 	engine  string
 	doc     string
 	params  []drivers.Param
+	policy  Policy
 }
 
 // builtinDriver implements driver(name, version, api, params={}, engine=name, doc="").
@@ -39,11 +40,15 @@ func builtinDriver(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	var (
 		name, version, engine, doc string
 		api                        int
-		params                     *starlark.Dict
+		params, retry, timeouts    *starlark.Dict
 	)
 	if err := starlark.UnpackArgs("driver", args, kwargs, "name", &name, "version", &version, "api", &api,
-		"params?", &params, "engine?", &engine, "doc?", &doc); err != nil {
+		"params?", &params, "engine?", &engine, "doc?", &doc, "retry?", &retry, "timeouts?", &timeouts); err != nil {
 		return nil, drivers.WithClass(drivers.Script, "", err)
+	}
+	policy, err := declaredPolicy(retry, timeouts)
+	if err != nil {
+		return nil, err
 	}
 	if !validName(name) {
 		return nil, drivers.Errorf(drivers.Script, "driver name %q must be lowercase letters, digits, '-' or '_' and start with a letter", name)
@@ -54,6 +59,7 @@ func builtinDriver(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	}
 	decl.called, decl.pos = true, thread.CallFrame(1).Pos
 	decl.name, decl.version, decl.api, decl.engine, decl.doc = name, v, api, engine, doc
+	decl.policy = policy
 	if params != nil {
 		for _, item := range params.Items() {
 			k, ok := item[0].(starlark.String)
@@ -183,4 +189,32 @@ func show(v starlark.Value) string {
 		return string(x)
 	}
 	return v.String()
+}
+
+// declaredPolicy reads driver(retry=..., timeouts=...).
+func declaredPolicy(retry, timeouts *starlark.Dict) (Policy, error) {
+	toMap := func(d *starlark.Dict) (map[string]any, error) {
+		if d == nil {
+			return nil, nil
+		}
+		g, err := builtins.FromValue(d)
+		if err != nil {
+			return nil, err
+		}
+		m, _ := g.(map[string]any)
+		return m, nil
+	}
+	r, err := toMap(retry)
+	if err != nil {
+		return Policy{}, drivers.Errorf(drivers.Script, "driver(retry=...): %v", err)
+	}
+	t, err := toMap(timeouts)
+	if err != nil {
+		return Policy{}, drivers.Errorf(drivers.Script, "driver(timeouts=...): %v", err)
+	}
+	p, err := ParsePolicy("driver()", r, t)
+	if err != nil {
+		return Policy{}, drivers.Errorf(drivers.Script, "%v", err)
+	}
+	return p, nil
 }

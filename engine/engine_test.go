@@ -203,7 +203,7 @@ func runToy(t *testing.T, ctx context.Context, script string, mode Mode, params 
 		t.Fatalf("script problems: %v", r.Catalog.Problems)
 	}
 	return r.Run(ctx, Options{Mode: mode, Driver: "toy", Snapshot: toySnapshot(t, "toy"), Target: "scratch://toy", Params: params,
-		Retry: RetryPolicy{Attempts: map[string]int{"download": 3}, BaseDelay: time.Millisecond}})
+		Retry: RetryPolicy{Phases: map[string]Backoff{"download": {Attempts: 3, BaseDelay: time.Millisecond}}, Call: Backoff{Attempts: 3, BaseDelay: time.Millisecond}}})
 }
 
 func TestRunPhasesStateAndChecks(t *testing.T) {

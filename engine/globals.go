@@ -17,14 +17,18 @@ import (
 var EngineFuncs = []builtins.Func{
 	{
 		Name:    "driver",
-		Params:  `name, version, api, params={}, engine="", doc=""`,
+		Params:  `name, version, api, params={}, engine="", doc="", retry={}, timeouts={}`,
 		Returns: "None",
 		Doc: "Declares the script's driver; called exactly once, at the top level. " +
 			"name is the lowercase name used with --driver; version a semantic version like \"1.0.1\" " +
 			"(several versions coexist and --driver NAME@CONSTRAINT picks one); api the engine API the " +
 			"script is written for (this restore-run runs api 1). params maps each param name to its " +
 			"default, or to param(default, doc); the default's type is the param's type. engine names " +
-			"the snapshots and targets the driver accepts (default: name). doc defaults to the script's docstring.",
+			"the snapshots and targets the driver accepts (default: name). doc defaults to the script's docstring. " +
+			"retry overrides the config file's retry policy: per phase a number of attempts or " +
+			"{\"attempts\": N, \"base_delay\": S, \"max_delay\": S, \"deadline\": S} (seconds, or strings like \"10m\"), " +
+			"and \"calls\" for idempotent builtin calls. timeouts sets deadlines: \"run\" and per phase, e.g. " +
+			"{\"run\": \"6h\", \"execute\": \"2h\"}. The command line (--timeout, --phase-timeout) still wins (docs/reliability.md).",
 		Errors: []drivers.Class{drivers.Script},
 	},
 	{
@@ -94,7 +98,11 @@ var PhaseValues = []ValueDoc{
 			{"attempt", "int", "1, then 2, ... when the engine retries the phase after a transient or throttled error."},
 			{"plan", "bool", "True in `restore-run plan`: WRITE builtins are recorded, not run."},
 			{"params", "struct", "The driver's params, resolved from defaults and --param: ctx.params.bump_revision."},
-			{"state", "dict", "Kept from one phase to the next (rollback reads what execute recorded). Holds only None, bool, int, float, string, list and dict."},
+			{"state", "dict", "Kept from one phase to the next (rollback reads what execute recorded). Holds only None, bool, int, float, string, list and dict. With a kept --workdir it is saved in the run state at each phase end and each checkpoint."},
+			{"checkpoint(name)", "function", "Records that the run reached name (and saves ctx.state with it) in WORKDIR/.restore-run/run.json, fsync'd, so that `restore-run resume` can re-enter the phase after it. Use names unique in the run, e.g. \"etcd:staged\". In plan mode it records nothing on disk."},
+			{"reached(name)", "function", "Whether ctx.checkpoint(name) was recorded in this run: by an earlier attempt, or before the interruption of a resumed run."},
+			{"checkpoints", "list of string", "The checkpoint names recorded so far, in order."},
+			{"resumed", "bool", "True when `restore-run resume` continues this run after an interruption: the phase may find its own partial work (re-enter it by what is on disk and by ctx.reached)."},
 		},
 	},
 	{

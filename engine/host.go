@@ -239,6 +239,7 @@ func (h *Host) LoadSource(src Source, p string, data []byte) (*ScriptDriver, err
 			Source:  filename,
 			SHA256:  hex.EncodeToString(sum[:]),
 		},
+		policy: decl.policy,
 	}
 	if d.info.Doc == "" {
 		d.info.Doc = docstring(f)

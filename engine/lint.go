@@ -192,6 +192,10 @@ func (l *linter) call(c *syntax.CallExpr) {
 		if sig, err = f.Signature(); err != nil {
 			return // an informal signature: nothing to check against
 		}
+		if _, own := sig.Param("retry"); f.Idempotent && !own {
+			// The central wrapper takes retry= on every idempotent builtin.
+			sig.Params = append(append([]builtins.Param(nil), sig.Params...), builtins.Param{Name: "retry", Default: "None", Kind: builtins.KeywordOnly})
+		}
 	case *syntax.Ident:
 		switch scopeOf(fn) {
 		case resolve.Predeclared:

@@ -25,7 +25,7 @@ type Report struct {
 	// RTOSeconds is the recovery time: from the start of the run to the end of
 	// validation (teardown and --keep serving time excluded).
 	RTOSeconds float64           `json:"rto_seconds"`
-	Result     string            `json:"result"` // success, failed, cancelled, planned
+	Result     string            `json:"result"` // success, failed, cancelled, planned, rolled_back (a resumed run rolled back)
 	Error      *ErrorReport      `json:"error,omitempty"`
 	RolledBack bool              `json:"rolled_back,omitempty"`
 	Phases     []PhaseRecord     `json:"phases"`
@@ -76,6 +76,20 @@ type PhaseRecord struct {
 	Result          string    `json:"result"` // ok, failed, planned, skipped
 	ErrorClass      string    `json:"error_class,omitempty"`
 	Error           string    `json:"error,omitempty"`
+	// AttemptLog has one entry per attempt: its result, error class and the
+	// wait before the next one.
+	AttemptLog []AttemptRecord `json:"attempt_log,omitempty"`
+}
+
+// AttemptRecord is one attempt of a phase.
+type AttemptRecord struct {
+	Attempt         int       `json:"attempt"`
+	Start           time.Time `json:"start"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	Result          string    `json:"result"` // ok or failed
+	ErrorClass      string    `json:"error_class,omitempty"`
+	Error           string    `json:"error,omitempty"`
+	RetryInSeconds  float64   `json:"retry_in_seconds,omitempty"`
 }
 
 // ErrorReport is the run's failure.

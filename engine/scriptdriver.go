@@ -40,7 +40,12 @@ type ScriptDriver struct {
 	text     []byte
 	globals  starlark.StringDict
 	info     drivers.Info
+	policy   Policy
 }
+
+// DeclaredPolicy is the retry and timeout policy of the script's driver()
+// declaration.
+func (d *ScriptDriver) DeclaredPolicy() Policy { return d.policy }
 
 var _ drivers.RestoreDriver = (*ScriptDriver)(nil)
 

@@ -28,14 +28,53 @@ func makeCtx(run *drivers.Run, phase string) (starlark.Value, *starlark.Dict, er
 		return nil, nil, fmt.Errorf("state: %w", err)
 	}
 	state := sv.(*starlark.Dict)
+	var names []starlark.Value
+	for _, c := range run.Checkpoints {
+		names = append(names, starlark.String(c))
+	}
+	checkpoint := starlark.NewBuiltin("ctx.checkpoint", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var name string
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+			return nil, drivers.WithClass(drivers.Script, "", err)
+		}
+		if name == "" {
+			return nil, drivers.Errorf(drivers.Script, "ctx.checkpoint: the name must not be empty")
+		}
+		if run.Plan {
+			return starlark.None, nil
+		}
+		if err := saveState(run, state); err != nil {
+			return nil, drivers.Errorf(drivers.Script, "ctx.checkpoint(%q): ctx.state: %v", name, err)
+		}
+		if !run.Reached(name) {
+			run.Checkpoints = append(run.Checkpoints, name)
+		}
+		if run.OnCheckpoint != nil {
+			if err := run.OnCheckpoint(name); err != nil {
+				return nil, drivers.WithClass(drivers.Permanent, "ctx.checkpoint: write the run state", err)
+			}
+		}
+		return starlark.None, nil
+	})
+	reached := starlark.NewBuiltin("ctx.reached", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var name string
+		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+			return nil, drivers.WithClass(drivers.Script, "", err)
+		}
+		return starlark.Bool(run.Reached(name)), nil
+	})
 	ctx := starlarkstruct.FromStringDict(starlark.String("ctx"), starlark.StringDict{
-		"run_id":   starlark.String(run.ID),
-		"phase":    starlark.String(phase),
-		"work_dir": starlark.String(run.WorkDir),
-		"attempt":  starlark.MakeInt(run.Attempt),
-		"plan":     starlark.Bool(run.Plan),
-		"params":   params,
-		"state":    state,
+		"run_id":      starlark.String(run.ID),
+		"phase":       starlark.String(phase),
+		"work_dir":    starlark.String(run.WorkDir),
+		"attempt":     starlark.MakeInt(run.Attempt),
+		"plan":        starlark.Bool(run.Plan),
+		"params":      params,
+		"state":       state,
+		"checkpoint":  checkpoint,
+		"reached":     reached,
+		"checkpoints": starlark.NewList(names),
+		"resumed":     starlark.Bool(run.Resumed),
 	})
 	return ctx, state, nil
 }

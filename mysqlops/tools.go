@@ -174,7 +174,9 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd := exec.Command(prog, c.Argv[1:]...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), c.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The tool dies with restore-run, even a kill -9 of it: a resumed run must not
+	// find an orphaned mariabackup still writing where it starts again.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, stderr := &Tail{Max: c.TailBytes}, &Tail{Max: c.TailBytes}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if c.Stdout != nil {

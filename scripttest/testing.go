@@ -582,7 +582,13 @@ type runOutcome struct {
 }
 
 func testRetry() engine.RetryPolicy {
-	return engine.RetryPolicy{Attempts: engine.DefaultRetry().Attempts, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}
+	p := engine.DefaultRetry()
+	for name, b := range p.Phases {
+		b.BaseDelay, b.MaxDelay = time.Millisecond, time.Millisecond
+		p.Phases[name] = b
+	}
+	p.Call.BaseDelay, p.Call.MaxDelay = time.Millisecond, time.Millisecond
+	return p
 }
 
 // runAll runs the driver through engine.Runner, as restore-run restore/plan/validate would.

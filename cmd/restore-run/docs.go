@@ -122,6 +122,9 @@ func writeFuncLevel(w io.Writer, module string, f builtins.Func, level string) {
 	var facts []string
 	if f.Impl != nil && module != "" {
 		facts = append(facts, "**"+f.Effect.String()+"**")
+		if f.Idempotent {
+			facts = append(facts, "idempotent: transient errors retried per call (`retry=`)")
+		}
 	}
 	if f.Returns != "" {
 		facts = append(facts, "returns: "+f.Returns)

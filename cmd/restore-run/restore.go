@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/restore-run/restore-run/blobstore"
 	"github.com/restore-run/restore-run/engine"
 )
 
@@ -60,6 +59,7 @@ the script line that asked for them. Validation is not run.`
 	if mode == engine.ModeRestore {
 		fl.BoolVar(&f.keep, "keep", false, "scratch targets: after validation print `ready: ENDPOINTS` and keep serving until SIGINT/SIGTERM")
 	}
+	runFl := addRunFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var missing []string
 		for name, v := range map[string]string{"driver": f.driver, "snapshot": f.snapshot, "target": f.target} {
@@ -75,47 +75,65 @@ the script line that asked for them. Validation is not run.`
 		if err != nil {
 			return err
 		}
-		var blobOpts blobstore.OpenOptions
-		if blobOpts.Stores, err = storeFlags.config(); err != nil {
-			return err
-		}
-		if blobOpts.Transfer, err = transferFlags.options(); err != nil {
-			return err
-		}
-		host, err := g.host()
-		if err != nil {
-			return err
-		}
-		log, _ := g.logger()
-		catalog := host.Discover()
-		runner := &engine.Runner{Catalog: catalog}
-		out := cmd.OutOrStdout()
 		opts := engine.Options{
 			Mode: mode, Driver: f.driver, Snapshot: f.snapshot, Target: f.target, Params: params,
-			WorkDir: f.workdir, Keep: f.keep, ReportPath: f.report, Log: log, Redactor: g.redactor, Blob: blobOpts,
-			Ready: func(endpoints []string) {
-				fmt.Fprintf(out, "ready: %s\n", strings.Join(endpoints, ","))
-				if fl, ok := out.(*os.File); ok {
-					fl.Sync()
-				}
-			},
+			WorkDir: f.workdir, Keep: f.keep, ReportPath: f.report,
 		}
-		rep, err := runner.Run(cmd.Context(), opts)
-		if rep != nil {
-			if mode == engine.ModePlan && err == nil {
-				printPlan(out, rep)
-			} else {
-				printSummary(out, rep)
-			}
-			var usage *engine.UsageError
-			if err != nil && len(rep.Phases) > 0 && !errors.As(err, &usage) {
-				explainFailure(g.redactor.Writer(cmd.ErrOrStderr()), rep, err)
-				return &silentError{err}
-			}
-		}
-		return err
+		return runEngine(cmd, g, opts, storeFlags, transferFlags, runFl)
 	}
 	return cmd
+}
+
+// runEngine runs one restore, plan, validate or resume with the flags every one
+// of them takes, and prints its summary (or plan).
+func runEngine(cmd *cobra.Command, g *globalFlags, opts engine.Options, storeFlags *storeFlags, transferFlags *transferFlags, runFl *runFlags) error {
+	var err error
+	if opts.Blob.Stores, err = storeFlags.config(); err != nil {
+		return err
+	}
+	if opts.Policy, err = configPolicy(storeFlags); err != nil {
+		return err
+	}
+	if opts.Blob.Transfer, err = transferFlags.options(); err != nil {
+		return err
+	}
+	host, err := g.host()
+	if err != nil {
+		return err
+	}
+	log, _ := g.logger()
+	catalog := host.Discover()
+	runner := &engine.Runner{Catalog: catalog}
+	out := cmd.OutOrStdout()
+	opts.Log, opts.Redactor, opts.Scripts = log, g.redactor, g.scripts
+	opts.Ready = func(endpoints []string) {
+		fmt.Fprintf(out, "ready: %s\n", strings.Join(endpoints, ","))
+		if fl, ok := out.(*os.File); ok {
+			fl.Sync()
+		}
+	}
+	w, err := runFl.wire(cmd.Context(), &opts, log, g.redactor)
+	if err != nil {
+		return err
+	}
+	rep, err := runner.Run(cmd.Context(), opts)
+	if werr := w.finish(cmd.Context()); werr != nil && rep != nil {
+		// Logged by finish; a metrics or audit problem does not undo the run.
+		rep.Notes = append(rep.Notes, werr.Error())
+	}
+	if rep != nil {
+		if opts.Mode == engine.ModePlan && err == nil {
+			printPlan(out, rep)
+		} else {
+			printSummary(out, rep)
+		}
+		var usage *engine.UsageError
+		if err != nil && len(rep.Phases) > 0 && !errors.As(err, &usage) {
+			explainFailure(g.redactor.Writer(cmd.ErrOrStderr()), rep, err)
+			return &silentError{err}
+		}
+	}
+	return err
 }
 
 func parseParams(kvs []string) (map[string]string, error) {

@@ -21,12 +21,15 @@ import (
 type storeFlags struct {
 	configPath string
 	fl         *pflag.FlagSet
+	// targetRef is the target of a command without --target (resume).
+	targetRef string
 }
 
 func addStoreFlags(fl *pflag.FlagSet) *storeFlags {
 	f := &storeFlags{fl: fl}
-	fl.StringVar(&f.configPath, "store-config", "", "YAML file of object-store settings: endpoint, region, path style, credentials by reference "+
-		"(default $RESTORE_RUN_CONFIG, else $XDG_CONFIG_HOME/restore-run/config.yaml if it exists; see docs/stores.md)")
+	fl.StringVar(&f.configPath, "config", "", "the config file (YAML): stores: (endpoints, regions, credentials by reference; docs/stores.md), retry: and timeouts: (docs/reliability.md) "+
+		"(default $RESTORE_RUN_CONFIG, else $XDG_CONFIG_HOME/restore-run/config.yaml if it exists)")
+	fl.StringVar(&f.configPath, "store-config", "", "the config file; the older name of --config")
 	return f
 }
 
@@ -69,8 +72,11 @@ func (f *storeFlags) config() (blobstore.StoreConfig, error) {
 			return cfg, engine.Usage(err)
 		}
 	}
+	target := f.targetRef
 	if tf := f.fl.Lookup("target"); tf != nil {
-		target := tf.Value.String()
+		target = tf.Value.String()
+	}
+	{
 		if target != "" && !strings.Contains(target, "://") {
 			if _, err := os.Stat(target); err == nil {
 				section, err := targets.StoreSection(target)

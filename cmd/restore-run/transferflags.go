@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -21,6 +22,7 @@ type transferFlags struct {
 	filesAtOnce    int
 	progress       string
 	noResume       bool
+	stallTimeout   string
 }
 
 func addTransferFlags(fl *pflag.FlagSet) *transferFlags {
@@ -30,6 +32,7 @@ func addTransferFlags(fl *pflag.FlagSet) *transferFlags {
 	fl.StringVar(&f.bandwidthLimit, "bandwidth-limit", "0", "cap on the bytes per second read from the store, e.g. 200MiB (0: no limit)")
 	fl.IntVar(&f.filesAtOnce, "files-at-once", transfer.DefaultFilesAtOnce, "files downloaded at the same time")
 	fl.StringVar(&f.progress, "progress", "auto", "download progress: bar (on stderr), log (a line every 5 s), none, or auto (bar on a terminal, else log)")
+	fl.StringVar(&f.stallTimeout, "stall-timeout", "30s", "a ranged read that delivers no byte for this long is a stalled connection: it is cancelled and retried")
 	fl.BoolVar(&f.noResume, "no-resume", false, "do not keep partial downloads to resume (by default a rerun with the same --workdir fetches only what is missing)")
 	return f
 }
@@ -51,6 +54,13 @@ func (f *transferFlags) options() (blobstore.TransferOptions, error) {
 		return o, &flagError{errorf("--bandwidth-limit %q: want bytes per second, at least 64KiB, e.g. 200MiB or 100MB (0: no limit)", f.bandwidthLimit)}
 	}
 	o.Concurrency, o.PartSize, o.BandwidthLimit, o.FilesAtOnce, o.NoResume = f.concurrency, ps, bw, f.filesAtOnce, f.noResume
+	if f.stallTimeout != "" {
+		d, err := time.ParseDuration(f.stallTimeout)
+		if err != nil || d < 100*time.Millisecond {
+			return o, &flagError{errorf("--stall-timeout %q: want a duration of at least 100ms, e.g. 30s", f.stallTimeout)}
+		}
+		o.IdleTimeout = d
+	}
 	switch f.progress {
 	case "auto":
 		if term.IsTerminal(int(os.Stderr.Fd())) {
