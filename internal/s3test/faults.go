@@ -18,12 +18,13 @@ type Fault int
 
 // The faults a FaultProxy injects.
 const (
-	Pass     Fault = iota // forward untouched
-	Reset                 // a third of the body, then a TCP RST
-	SlowDown              // 503 SlowDown with Retry-After: 1
-	Stall                 // a third of the body, then nothing until the client gives up
-	Truncate              // a third of the body, then a clean close
-	FlipByte              // the whole body with one byte flipped
+	Pass      Fault = iota // forward untouched
+	Reset                  // a third of the body, then a TCP RST
+	SlowDown               // 503 SlowDown with Retry-After: 1
+	Stall                  // a third of the body, then nothing until the client gives up
+	Truncate               // a third of the body, then a clean close
+	FlipByte               // the whole body with one byte flipped
+	Forbidden              // 403 AccessDenied
 )
 
 // FaultProxy forwards S3 requests to a server and injects faults into object reads
@@ -80,9 +81,10 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case SlowDown:
 		w.Header().Set("Retry-After", "1")
-		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>`)
+		s3Error(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
+		return
+	case Forbidden:
+		s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
 		return
 	}
 	out := r.Clone(r.Context())
@@ -128,4 +130,11 @@ func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tc.SetLinger(0)
 	}
 	conn.Close()
+}
+
+// s3Error writes an S3 error response.
+func s3Error(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>proxy</RequestId></Error>`, code, msg)
 }
