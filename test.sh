@@ -12,6 +12,8 @@
 #                     mariadb service is never left running.
 #   install_cassandra cassandra-all 5.0 and its runtime jars from Maven Central into
 #                     third_party/cassandra/lib (the Cassandra tests run nodes from them)
+#   install_chromium  Debian's chromium: a drill test renders a drill's HTML report
+#                     headless and checks the screenshot
 #   go_deps           go mod download
 #   install_versitygw versitygw (S3-compatible test server) into third_party/bin,
 #                     with go install from the Go module proxy
@@ -249,6 +251,13 @@ POM
 
 # Later installs go here, each as its own function called from main.
 
+# install_chromium: Debian's chromium, which the drill tests (e2e TestDrillReportInChromium)
+# run headless to render a drill's HTML report and take a screenshot of it.
+install_chromium() {
+	install_debs chromium
+	echo "$(chromium --version 2>/dev/null || echo chromium) at $(command -v chromium)"
+}
+
 # The S3-compatible server of the tests (internal/s3test): versitygw, Apache-2.0,
 # built from the Go module proxy into third_party/bin (git-ignored). Keep the
 # version in step with internal/s3test.Version.
@@ -302,6 +311,7 @@ main() {
 	step "install etcd 3.4 (Debian)" install_etcd
 	step "install MariaDB 10.11, mariabackup, mydumper (Debian)" install_mariadb
 	step "install cassandra 5.0 jars (Maven)" install_cassandra
+	step "install chromium (Debian)" install_chromium
 	step "go mod download" go_deps
 	step "install versitygw (S3 test server)" install_versitygw
 	step "go vet" go_vet

@@ -103,9 +103,13 @@ func (p *pipeline) dataBucket(ctx context.Context) (*blob.Bucket, error) {
 // request describes file f (object key) to the pipeline.
 func (p *pipeline) request(ctx context.Context, op string, f drivers.File, key, dst string, decompress bool) transfer.Request {
 	s := p.s
+	var obj transfer.Object = &bucketObject{p: p, key: key}
+	if s.opts.WrapObject != nil {
+		obj = s.opts.WrapObject(f.Name, obj)
+	}
 	return transfer.Request{
 		Name: f.Name, File: f, Dst: dst, Decompress: decompress,
-		Object:  &bucketObject{p: p, key: key},
+		Object:  obj,
 		Corrupt: s.corrupt(f.Name),
 		StoreErr: func(err error, class drivers.Class) error {
 			e := s.storeErr(ctx, op, f.Name, key, err)

@@ -8,5 +8,5 @@ import "embed"
 
 // FS is the embedded script tree.
 //
-//go:embed *.star lib/*.star
+//go:embed *.star lib/*.star drills/*.star
 var FS embed.FS

@@ -65,6 +65,7 @@ script error; 130 interrupted.`,
 		newVersionCmd(),
 		newBenchMysqlCmd(g), // bench_mysql.go: the mysql driver's benchmark
 		newBenchCmd(g),      // bench.go: the download pipeline's benchmark
+		newDrillCmd(g),      // drill.go: game-day drills
 	)
 	return root, g
 }
