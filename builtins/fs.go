@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // maxRead bounds fs.read: scripts read small metadata files, not data.
@@ -207,13 +208,8 @@ func fsWrite(ctx context.Context, env *Env, args starlark.Tuple, kwargs []starla
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, drivers.WithClass(drivers.Permanent, "write "+p, err)
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		return nil, drivers.WithClass(drivers.Permanent, "write "+p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return nil, drivers.WithClass(drivers.Permanent, "write "+p, err)
+	if err := atomicfile.Write(p, []byte(content), 0o600, 0o700); err != nil {
+		return nil, drivers.WithClass(drivers.Permanent, "fs.write", err)
 	}
 	return starlark.String(p), nil
 }

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // Drill results.
@@ -161,14 +161,7 @@ func writeJSON(path string, v any) error {
 }
 
 func writeFile(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, 0o644, 0o755)
 }
 
 // ReadReport loads a drill's report.json.

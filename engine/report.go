@@ -3,11 +3,11 @@ package engine
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/restore-run/restore-run/builtins"
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // Report is the JSON record of one run: what was restored, where, how each phase
@@ -106,14 +106,7 @@ func (r *Report) Write(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, append(data, '\n'), 0o644, 0o755)
 }
 
 // ReadReport loads a report written by Write.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // RunStateFile is where a run with a kept work dir records how far it got, for
@@ -135,34 +136,7 @@ func (s *RunState) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(s.path, append(data, '\n'), 0o600, 0o700)
 }
 
 // phaseDone reports whether phase finished in the recorded run.

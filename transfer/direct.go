@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // PartialSuffix is appended to a destination while it is being written.
@@ -170,7 +171,7 @@ func (j *job) fetchDirect(ctx context.Context, res *Result) (Result, error) {
 		if err := os.Rename(tmp, dst); err != nil {
 			return *res, j.req.LocalErr(op, dst, err)
 		}
-		syncDir(filepath.Dir(dst))
+		atomicfile.SyncDir(filepath.Dir(dst))
 		j.finishJournal(jr, dst, r.SHA256)
 		d.c.written.Add(f.Size - r.Resumed)
 		return r, nil

@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // The resume journal of one destination. Its first line is a JSON header naming
@@ -174,18 +175,9 @@ func (jr *journal) create() error {
 	if err != nil {
 		return err
 	}
-	tmp := jr.path + ".tmp"
-	if err := os.WriteFile(tmp, append(hdr, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(jr.path, append(hdr, '\n'), 0o600, 0o700); err != nil {
 		return err
 	}
-	if f, err := os.OpenFile(tmp, os.O_RDWR, 0); err == nil {
-		f.Sync()
-		f.Close()
-	}
-	if err := os.Rename(tmp, jr.path); err != nil {
-		return err
-	}
-	syncDir(filepath.Dir(jr.path))
 	return jr.openAppend()
 }
 
@@ -240,26 +232,7 @@ func (jr *journal) markDone(dst, sum string) error {
 	jr.closeFile()
 	b, _ := json.Marshal(rec)
 	hdr, _ := json.Marshal(jr.hdr)
-	tmp := jr.path + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(jr.path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	fmt.Fprintf(w, "%s\ndone %s\n", hdr, b)
-	err = errors.Join(w.Flush(), f.Sync(), f.Close())
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, jr.path); err != nil {
-		return err
-	}
-	syncDir(filepath.Dir(jr.path))
-	return nil
+	return atomicfile.Write(jr.path, fmt.Appendf(nil, "%s\ndone %s\n", hdr, b), 0o600, 0o700)
 }
 
 // completed reports whether the journal records dst as complete and dst is still
@@ -312,15 +285,6 @@ func inodeOf(f *os.File) uint64 {
 		return st.Ino
 	}
 	return 0
-}
-
-// syncDir makes a rename in dir durable; errors are ignored (not every filesystem
-// supports fsync on a directory).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
 }
 
 func fdatasync(f *os.File) error {

@@ -17,6 +17,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/atomicfile"
 )
 
 // Reader delivers the stored bytes of a file in order while later parts are
@@ -513,7 +514,7 @@ func (j *job) fetchOrdered(ctx context.Context, res *Result) (Result, error) {
 		return r, j.req.LocalErr(op, dst, err)
 	}
 	ok = true
-	syncDir(filepath.Dir(dst))
+	atomicfile.SyncDir(filepath.Dir(dst))
 	if jr != nil && j.d.o.StateDir != "" {
 		j.finishJournal(jr, dst, r.SHA256)
 	}
