@@ -25,7 +25,7 @@ func init() {
 			"./third_party/cassandra/lib). Nodes are given as entries of target.nodes (or their names): a script " +
 			"reaches only the target's nodes. Work that runs on every node runs on all of them at once, in Go.",
 		Funcs: []Func{
-			{Name: "inspect_snapshot", Effect: Read, Params: "dir, metadata",
+			{Name: "inspect_snapshot", Idempotent: true, Effect: Read, Params: "dir, metadata",
 				Returns: "struct(root, tables, formats, bytes); tables: list of struct(node, keyspace, table, dir, sstables, bytes, formats)",
 				Doc: "Checks a downloaded snapshot against its metadata, before anything is loaded. dir holds " +
 					"nodes/NODE/KEYSPACE/TABLE/; every node has every table with Cassandra's manifest.json and schema.cql, " +
@@ -43,14 +43,14 @@ func init() {
 			{Name: "stop_node", Effect: Write, Params: "node, timeout=60", Returns: "bool (whether it was running)",
 				Doc:  "Scratch targets only: stops a node this run started (SIGTERM, killed after timeout seconds).",
 				Impl: cassStopNode},
-			{Name: "status", Effect: Read, Params: "nodes=None",
+			{Name: "status", Idempotent: true, Effect: Read, Params: "nodes=None",
 				Returns: "list of struct(name, host, address, up, error, cluster_name, release_version, storage_compatibility_mode, partitioner, dc, rack, host_id, tokens, schema_version, ring)",
 				Doc: "Asks every node how it is. Every node (default: all of the target's), at once, answers about itself over CQL (system.local, " +
 					"system_views.settings; address is its broadcast address) and about the ring through its JMX (nodetool " +
 					"status: ring maps each address to UN, DN, UJ, ...). A node that does not answer has up=False and error saying why; the call itself " +
 					"does not fail for it.",
 				Errors: net, Impl: cassStatus, Plan: scratchReadPlan(cassStatus, func() starlark.Value { return starlark.NewList(nil) })},
-			{Name: "nodetool", Effect: Read, Params: "node, *args", Returns: "string (its output)",
+			{Name: "nodetool", Idempotent: true, Effect: Read, Params: "node, *args", Returns: "string (its output)",
 				Doc: "Runs a read-only nodetool command on a node. Allowed: status, ring, info, describecluster, describering, " +
 					"listsnapshots, tablestats, gossipinfo, version, compactionstats, netstats, schemaversion.",
 				Errors: net, Impl: cassNodetool, Plan: scratchReadPlan(cassNodetool, func() starlark.Value { return starlark.String("") })},
@@ -58,10 +58,10 @@ func init() {
 				Doc: "Snapshots tables on every node. `nodetool snapshot -t tag -kt KS.TABLE,...` on every node (default: all) at once: hard links " +
 					"of the tables' SSTables under each data dir's snapshots/tag, the safety copy before a TRUNCATE.",
 				Errors: net, Impl: cassSnapshot},
-			{Name: "clear_snapshot", Effect: Write, Params: "tag, nodes=None", Returns: "None",
+			{Name: "clear_snapshot", Idempotent: true, Effect: Write, Params: "tag, nodes=None", Returns: "None",
 				Doc:    "Clears a snapshot on every node. `nodetool clearsnapshot -t tag` on every node (default: all) at once.",
 				Errors: net, Impl: cassClearSnapshot},
-			{Name: "snapshot_dirs", Effect: Read, Params: "node, keyspace, table, tag", Returns: "list of directories",
+			{Name: "snapshot_dirs", Idempotent: true, Effect: Read, Params: "node, keyspace, table, tag", Returns: "list of directories",
 				Doc: "Finds a snapshot of a table on a node. DATA_DIR/KEYSPACE/TABLE-ID/snapshots/TAG in each of " +
 					"the node's data_dirs (empty when there is none).",
 				Impl: cassSnapshotDirs},

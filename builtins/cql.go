@@ -23,7 +23,7 @@ func init() {
 			"connections are transient errors; syntax errors, invalid queries and refused permissions permanent. " +
 			"Consistency levels by name: ONE, QUORUM, LOCAL_QUORUM, ALL, ...",
 		Funcs: []Func{
-			{Name: "query", Effect: Read,
+			{Name: "query", Idempotent: true, Effect: Read,
 				Params:  `stmt, args=[], consistency="LOCAL_QUORUM", node=None, page_size=5000, limit=10000`,
 				Returns: "list of dicts (column -> value)",
 				Doc: "Runs a SELECT. It returns at most limit rows (0: all), fetched page_size at a time. " +
@@ -34,32 +34,32 @@ func init() {
 				Returns: "None",
 				Doc:     "Runs a statement that changes something. DDL (the driver waits for schema agreement after it), TRUNCATE (needs every node up), INSERT, ...",
 				Errors:  net, Impl: cqlExec},
-			{Name: "statements", Effect: Read, Params: "text", Returns: "list of strings",
+			{Name: "statements", Idempotent: true, Effect: Read, Params: "text", Returns: "list of strings",
 				Doc:  "Splits CQL text (a table's schema.cql) into statements, without comments and semicolons.",
 				Impl: cqlStatements, NoRecord: true},
-			{Name: "ident", Effect: Read, Params: "name", Returns: "string",
+			{Name: "ident", Idempotent: true, Effect: Read, Params: "name", Returns: "string",
 				Doc:  "Quotes a keyspace, table or column name for a statement: ident(\"ks\") + \".\" + ident(\"t\").",
 				Impl: cqlIdent, NoRecord: true},
 			{Name: "wait_schema_agreement", Effect: Read, Params: "timeout=60", Returns: "dict (node address -> schema version)",
 				Doc:    "Waits until every node reports the same schema version. It fails after timeout seconds (transient).",
 				Errors: net, Impl: cqlWaitSchema, Plan: scratchReadPlan(cqlWaitSchema, func() starlark.Value { return starlark.NewDict(0) })},
-			{Name: "schema_versions", Effect: Read, Params: "node=None", Returns: "dict (node address -> schema version)",
+			{Name: "schema_versions", Idempotent: true, Effect: Read, Params: "node=None", Returns: "dict (node address -> schema version)",
 				Doc:    "Reads every node's schema version, as one node (default: any) sees it.",
 				Errors: net, Impl: cqlSchemaVersions, Plan: scratchReadPlan(cqlSchemaVersions, func() starlark.Value { return starlark.NewDict(0) })},
-			{Name: "keyspace", Effect: Read, Params: "name", Returns: "struct(exists, create, replication, tables, views)",
+			{Name: "keyspace", Idempotent: true, Effect: Read, Params: "name", Returns: "struct(exists, create, replication, tables, views)",
 				Doc: "Reads a keyspace's definition. Its CREATE KEYSPACE statement, replication (dict), tables " +
 					"(dict name -> id) and materialized views. exists is False (and the rest empty) when there is none.",
 				Errors: net, Impl: cqlKeyspace, Plan: scratchReadPlan(cqlKeyspace, func() starlark.Value {
 					return MustStruct(map[string]any{"exists": false, "create": "", "replication": map[string]any{}, "tables": map[string]any{}, "views": []any{}})
 				})},
-			{Name: "columns", Effect: Read, Params: "keyspace, table", Returns: "list of struct(name, type, kind, position)",
+			{Name: "columns", Idempotent: true, Effect: Read, Params: "keyspace, table", Returns: "list of struct(name, type, kind, position)",
 				Doc:    "Reads a table's columns. From system_schema.columns, partition key first; empty when the table does not exist.",
 				Errors: net, Impl: cqlColumns, Plan: scratchReadPlan(cqlColumns, func() starlark.Value { return starlark.NewList(nil) })},
-			{Name: "count", Effect: Read, Params: `keyspace, table, consistency="ALL", page_size=5000`, Returns: "int",
+			{Name: "count", Idempotent: true, Effect: Read, Params: `keyspace, table, consistency="ALL", page_size=5000`, Returns: "int",
 				Doc: "Counts a table's rows. It pages through the rows' tokens at consistency (ALL: every " +
 					"replica answers, so no row is missed). Slow on large tables; not SELECT COUNT(*), which times out.",
 				Errors: net, Impl: cqlCount, Plan: scratchReadPlan(cqlCount, func() starlark.Value { return starlark.None })},
-			{Name: "sample_digest", Effect: Read, Params: `keyspace, table, points=32, consistency="ALL"`,
+			{Name: "sample_digest", Idempotent: true, Effect: Read, Params: `keyspace, table, points=32, consistency="ALL"`,
 				Returns: "struct(points, partitions, rows, digest)",
 				Doc: "Digests a deterministic sample of a table's partitions. For points tokens spread evenly over the " +
 					"ring, the first partition at or after each; every row of those partitions as SELECT JSON renders it " +

@@ -5,6 +5,8 @@ package scripts_test
 // no Cassandra. e2e/cassandra_test.go runs the same script against real nodes.
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -353,5 +355,166 @@ func TestCassandraDownloadRefusals(t *testing.T) {
 	wantFailure(t, rep, err, drivers.Corruption, "Digest.crc32")
 	if phases(rep) != "download:failed(corruption)" || len(f.callsTo("cassandra.start_nodes")) != 0 {
 		t.Errorf("phases %s", phases(rep))
+	}
+}
+
+// 11. Resume after a kill -9 during the import (replace=true): the safety snapshot
+// and the truncation are not done again; the half-done load is not imported on
+// top of: its tables are truncated and its staging removed first, then it runs
+// again. The rows are the snapshot's, once.
+func TestCassandraResumeAfterKillDuringImport(t *testing.T) {
+	f := newCfake(t).withTables(5)
+	snap, target := packCassandra(t, nil), f.cassTarget(t)
+	wd := filepath.Join(t.TempDir(), "work")
+	params := map[string]string{"replace": "true"}
+	var staged string
+	at := f.runKilled(engine.Options{Snapshot: snap, Target: target, WorkDir: wd, Params: params}, "cassandra.import_all", 1, func(c fakeCall) {
+		// The first node got its first table in before the kill; its staging holds the
+		// files of the next.
+		jobs := c.Args["jobs"].([]any)
+		j := jobs[0].(map[string]any)
+		f.load(j["keyspace"].(string) + "." + j["table"].(string))
+		var err error
+		if staged, err = stage(jobs[1].(map[string]any)); err != nil {
+			t.Error(err)
+		}
+	})
+	st, err := engine.ReadRunState(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(st.CheckpointNames(), ","); got != "cassandra:creating,cassandra:schema,cassandra:safety,cassandra:truncating,cassandra:truncated,cassandra:loading" {
+		t.Errorf("checkpoints of the killed run: %s", got)
+	}
+	rep, err := f.resume(snap, target, wd, params, false)
+	if err != nil {
+		t.Fatalf("resume: %v (phases %s)", err, phases(rep))
+	}
+	if phases(rep) != "download:done before resume prepare:done before resume execute:ok validate:ok commit:ok" {
+		t.Errorf("phases %s", phases(rep))
+	}
+	equal(t, "checks", checks(rep), cassChecks())
+	for kt, want := range snapRows {
+		if tb := f.Model.table(kt); tb.Rows != want || tb.Digest != snapDigest(kt) {
+			t.Errorf("%s after the resume: %d rows, digest %s; want the snapshot's %d once", kt, tb.Rows, tb.Digest, want)
+		}
+	}
+	if n := len(f.callsSince(at, "cassandra.snapshot")); n != 0 {
+		t.Errorf("the safety snapshot was taken again (%d calls) after checkpoint cassandra:safety", n)
+	}
+	var truncated []string
+	for _, c := range f.callsSince(at, "cql.exec") {
+		if stmt := c.Args["stmt"].(string); strings.HasPrefix(stmt, "TRUNCATE") {
+			truncated = append(truncated, stmt)
+		}
+	}
+	equal(t, "truncated before the load again", truncated, []string{`TRUNCATE "app"."events"`, `TRUNCATE "app"."users"`, `TRUNCATE "kv"."items"`})
+	if imp := f.callsSince(at, "cassandra.import_all"); len(imp) != 1 || imp[0].Phase != drivers.PhaseExecute {
+		t.Errorf("import_all after the resume: %d calls", len(imp))
+	}
+	if _, err := os.Stat(staged); err == nil {
+		t.Errorf("the interrupted run's staging %s is still there", staged)
+	}
+	if cl := f.callsSince(at, "cassandra.clear_snapshot"); len(cl) != 1 || cl[0].Phase != drivers.PhaseCommit {
+		t.Errorf("clear_snapshot after the resume: %+v (want one, in commit)", cl)
+	}
+}
+
+// 12. `resume --rollback` after a kill -9 during the import puts the replaced rows
+// back from the safety snapshot; after a kill while the schema was being created,
+// it drops what the killed run had created.
+func TestCassandraResumeRollbackAfterKill(t *testing.T) {
+	f := newCfake(t).withTables(5)
+	delete(f.Model.Keyspaces["kv"].Tables, "items") // created by the restore
+	snap, target := packCassandra(t, nil), f.cassTarget(t)
+	wd := filepath.Join(t.TempDir(), "work")
+	params := map[string]string{"replace": "true"}
+	f.runKilled(engine.Options{Snapshot: snap, Target: target, WorkDir: wd, Params: params}, "cassandra.import_all", 1, func(c fakeCall) {
+		f.load("app.events")
+	})
+	rep, err := f.resume(snap, target, wd, params, true)
+	rolledBack(t, rep, err)
+	for _, kt := range []string{"app.events", "app.users"} {
+		if tb := f.Model.table(kt); tb.Rows != 5 || tb.Digest != "old-"+kt {
+			t.Errorf("%s after the rollback: %d rows, digest %s; want the 5 old rows", kt, tb.Rows, tb.Digest)
+		}
+	}
+	if f.Model.table("kv.items") != nil {
+		t.Error("kv.items, created by the killed run, is still there")
+	}
+
+	// Killed after its first CREATE: the rollback drops every keyspace it created.
+	f = newCfake(t)
+	target = f.cassTarget(t)
+	wd = filepath.Join(t.TempDir(), "work")
+	f.runKilled(engine.Options{Snapshot: snap, Target: target, WorkDir: wd}, "cql.exec", 2, nil)
+	if f.Model.Keyspaces["app"] == nil {
+		t.Fatal("the killed run had not created keyspace app: the test kills it too early")
+	}
+	rep, err = f.resume(snap, target, wd, nil, true)
+	rolledBack(t, rep, err)
+	if len(f.Model.Keyspaces) != 0 {
+		t.Errorf("keyspaces left after the rollback: %v", f.Model.Keyspaces)
+	}
+}
+
+// rolledBack checks that a resume rolled the interrupted run back.
+func rolledBack(t *testing.T, rep *engine.Report, err error) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), "has been rolled back") || drivers.ClassOf(err) != drivers.Permanent {
+		t.Errorf("resume --rollback: %v, want the run rolled back (class permanent)", err)
+	}
+	if !rep.RolledBack || rep.Result != "rolled_back" || phases(rep) != "rollback:ok" {
+		t.Errorf("result %s, rolled back %v, phases %s", rep.Result, rep.RolledBack, phases(rep))
+	}
+}
+
+// 13. A kill -9 while the safety snapshot is taken: the resume clears the
+// half-taken snapshot (nodetool refuses an existing tag) and takes it again,
+// then finishes.
+func TestCassandraResumeAfterKillDuringSafetySnapshot(t *testing.T) {
+	f := newCfake(t).withTables(5)
+	snap, target := packCassandra(t, nil), f.cassTarget(t)
+	wd := filepath.Join(t.TempDir(), "work")
+	params := map[string]string{"replace": "true"}
+	at := f.runKilled(engine.Options{Snapshot: snap, Target: target, WorkDir: wd, Params: params}, "cassandra.snapshot", 1, nil)
+	rep, err := f.resume(snap, target, wd, params, false)
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	var seq []string
+	for _, c := range f.callsSince(at, "cassandra.snapshot", "cassandra.clear_snapshot", "cassandra.import_all") {
+		seq = append(seq, c.Builtin+"@"+c.Phase)
+	}
+	equal(t, "calls after the resume", seq, []string{"cassandra.clear_snapshot@execute", "cassandra.snapshot@execute", "cassandra.import_all@execute", "cassandra.clear_snapshot@commit"})
+	equal(t, "checks", checks(rep), cassChecks())
+}
+
+// 14. A scratch target's nodes die with a killed run: the resume starts them again
+// and redoes execute from the start, over the staging the killed run left.
+func TestCassandraScratchResumeRedoesExecute(t *testing.T) {
+	t.Setenv("RESTORE_RUN_LOCK_DIR", t.TempDir())
+	f := newCfake(t)
+	snap := packCassandra(t, nil)
+	wd := filepath.Join(t.TempDir(), "work")
+	target := "scratch://cassandra?nodes=3"
+	at := f.runKilled(engine.Options{Snapshot: snap, Target: target, WorkDir: wd}, "cassandra.import_all", 1, func(c fakeCall) {
+		if _, err := stage(c.Args["jobs"].([]any)[0].(map[string]any)); err != nil {
+			t.Error(err)
+		}
+	})
+	f.Model.Keyspaces = map[string]*ckeyspace{} // the scratch nodes died with their data
+	rep, err := f.resume(snap, target, wd, nil, false)
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if phases(rep) != "download:done before resume prepare:ok execute:ok validate:ok commit:ok" {
+		t.Errorf("phases %s", phases(rep))
+	}
+	equal(t, "checks", checks(rep), cassChecks())
+	for _, b := range []string{"cassandra.start_nodes", "cassandra.import_all"} {
+		if n := len(f.callsSince(at, b)); n != 1 {
+			t.Errorf("%s called %d times by the resume, want once", b, n)
+		}
 	}
 }

@@ -415,10 +415,33 @@ func (f *cfake) load(kt string) {
 		f.t.Errorf("load into %s, which the model lacks (was it created?)", kt)
 		return
 	}
-	tb.Rows, tb.Digest = snapRows[kt], snapDigest(kt)
+	rows, digest := snapRows[kt], snapDigest(kt)
 	if f.Load != nil {
-		tb.Rows, tb.Digest = f.Load(kt)
+		rows, digest = f.Load(kt)
 	}
+	if tb.Rows > 0 {
+		// Loading on top of rows (an import run twice): the model adds them up,
+		// so that a double import fails the row count and the digest.
+		rows, digest = rows+tb.Rows, "mixed:"+digest
+	}
+	tb.Rows, tb.Digest = rows, digest
+}
+
+// stage gathers a job's SSTables into its staging dir as import_all does
+// (cassops.Merge refuses a staging dir that is not empty) and returns the dir.
+func stage(j map[string]any) (string, error) {
+	s, _ := j["staging"].(string)
+	if s == "" {
+		return "", nil
+	}
+	dst := filepath.Join(s, j["keyspace"].(string), j["table"].(string))
+	if entries, _ := os.ReadDir(dst); len(entries) > 0 {
+		return "", drivers.Errorf(drivers.Permanent, "%s.%s: stage %s: the directory is not empty", j["keyspace"], j["table"], dst)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	return dst, os.WriteFile(filepath.Join(dst, "nb-1-big-Data.db"), []byte("staged"), 0o644)
 }
 
 func (f *cfake) importAll(env *builtins.Env, c fakeCall) (any, error) {
@@ -433,9 +456,18 @@ func (f *cfake) importAll(env *builtins.Env, c fakeCall) (any, error) {
 			saved := f.Model.Snapshots[m[1]][kt]
 			tb := f.Model.table(kt)
 			tb.Rows, tb.Digest = saved.Rows, saved.Digest
-		} else if !loaded[kt] {
-			f.load(kt)
-			loaded[kt] = true
+		} else {
+			dst, err := stage(j)
+			if err != nil {
+				return nil, err
+			}
+			if !loaded[kt] {
+				f.load(kt)
+				loaded[kt] = true
+			}
+			if dst != "" && c.Args["copy_data"] != true {
+				os.Remove(filepath.Join(dst, "nb-1-big-Data.db")) // nodetool import moves the files in
+			}
 		}
 		s, _ := builtins.Struct(map[string]any{"node": j["node"], "keyspace": j["keyspace"], "table": j["table"], "sstables": 1, "seconds": 0.5})
 		out = append(out, s)
@@ -571,22 +603,96 @@ func (f *cfake) sampleDigest(env *builtins.Env, c fakeCall) (any, error) {
 func (f *cfake) run(o engine.Options) (*engine.Report, error) {
 	t := f.t
 	t.Helper()
-	h := engine.NewHost([]engine.Source{engine.Embedded()})
-	h.Modules = f.modules(h.Modules)
-	cat := h.Discover()
-	if len(cat.Problems) > 0 {
-		t.Fatalf("embedded scripts do not load: %v", cat.Problems)
-	}
-	o.Driver = "cassandra"
 	if o.WorkDir == "" {
 		o.WorkDir = filepath.Join(t.TempDir(), "work")
 	}
-	o.Retry = engine.RetryPolicy{Attempts: map[string]int{drivers.PhaseDownload: 3, drivers.PhaseValidate: 3}, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
-	rep, err := (&engine.Runner{Catalog: cat}).Run(context.Background(), o)
+	rep, err := f.runner(o)
 	if rep == nil {
 		t.Fatalf("run returned no report: %v", err)
 	}
 	return rep, err
+}
+
+// runner runs the embedded cassandra.star with the fakes in o.WorkDir. It may be
+// called from another goroutine than the test's.
+func (f *cfake) runner(o engine.Options) (*engine.Report, error) {
+	h := engine.NewHost([]engine.Source{engine.Embedded()})
+	h.Modules = f.modules(h.Modules)
+	cat := h.Discover()
+	if len(cat.Problems) > 0 {
+		return nil, fmt.Errorf("embedded scripts do not load: %v", cat.Problems)
+	}
+	o.Driver = "cassandra"
+	o.Retry = engine.RetryPolicy{Attempts: map[string]int{drivers.PhaseDownload: 3, drivers.PhaseValidate: 3}, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+	return (&engine.Runner{Catalog: cat}).Run(context.Background(), o)
+}
+
+// runKilled starts a restore in o.WorkDir (given) that "dies" in the nth call of
+// builtin, as restore-run killed with SIGKILL would: before(c) does the part of
+// the call that got done, then the call never returns. runKilled returns once the
+// run is frozen there, with its run state and the model as the kill left them,
+// and the index of the frozen call in f.calls. The frozen run is released (and
+// waited for) when the test ends; what it does then is not looked at.
+func (f *cfake) runKilled(o engine.Options, builtin string, n int, before func(c fakeCall)) int {
+	t := f.t
+	t.Helper()
+	frozen, release := make(chan int, 1), make(chan struct{})
+	f.Hooks[builtin] = func(c fakeCall) error {
+		if c.N != n {
+			return nil
+		}
+		if before != nil {
+			before(c)
+		}
+		frozen <- len(f.callsTo()) - 1
+		<-release
+		return drivers.Errorf(drivers.Cancelled, "the test released the run it had frozen as killed")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.runner(o)
+		done <- err
+	}()
+	t.Cleanup(func() {
+		close(release)
+		<-done
+	})
+	select {
+	case at := <-frozen:
+		delete(f.Hooks, builtin)
+		// The dead process held the target lock in this process: the resume
+		// takes it in a new lock dir, as a new process would take the dead one's.
+		t.Setenv("RESTORE_RUN_LOCK_DIR", t.TempDir())
+		return at
+	case err := <-done:
+		t.Fatalf("the run ended (%v) before call %d of %s, where the test kills it", err, n, builtin)
+	case <-time.After(time.Minute):
+		t.Fatalf("the run did not reach call %d of %s within a minute", n, builtin)
+	}
+	return 0
+}
+
+// resume resumes the run in workDir as `restore-run resume` does.
+func (f *cfake) resume(snap, target, workDir string, params map[string]string, rollback bool) (*engine.Report, error) {
+	f.t.Helper()
+	st, err := engine.ReadRunState(workDir)
+	if err != nil {
+		f.t.Fatalf("read the run state of the killed run: %v", err)
+	}
+	return f.run(engine.Options{Snapshot: snap, Target: target, WorkDir: workDir, Params: params, Resume: st, RollbackOnly: rollback})
+}
+
+// callsSince lists the calls of names recorded after index at.
+func (f *cfake) callsSince(at int, names ...string) []fakeCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []fakeCall
+	for _, c := range f.calls[at+1:] {
+		if len(names) == 0 || contains(names, c.Builtin) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // cassTarget writes a target file for the model's nodes, each with a data dir
