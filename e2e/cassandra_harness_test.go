@@ -21,6 +21,7 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/restore-run/restore-run/cassops"
+	"github.com/restore-run/restore-run/targets"
 )
 
 // cassandraHome returns the jars the tests run Cassandra from. Missing jars fail
@@ -60,41 +61,14 @@ type cassCluster struct {
 	home        *cassops.Home
 }
 
-// freePortsOn returns k ports free on every address (distinct).
+// freePortsOn returns k distinct ports free on every address.
 func freePortsOn(t testing.TB, addrs []string, k int) []int {
 	t.Helper()
-	var out []int
-	for attempt := 0; attempt < 100 && len(out) < k; attempt++ {
-		l, err := net.Listen("tcp", addrs[0]+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		ok := true
-		var held []net.Listener
-		for _, a := range addrs[1:] {
-			l2, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(port)))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, l2)
-		}
-		l.Close()
-		for _, h := range held {
-			h.Close()
-		}
-		for _, p := range out {
-			ok = ok && p != port
-		}
-		if ok {
-			out = append(out, port)
-		}
+	ports, err := targets.PortsFreeOn(addrs, k)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(out) < k {
-		t.Fatalf("no %d ports free on %v", k, addrs)
-	}
-	return out
+	return ports
 }
 
 // startCassandras starts clusters together (their nodes all at once) and stops

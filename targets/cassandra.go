@@ -60,7 +60,7 @@ func cassandraScratch(opts url.Values, dir string) (*drivers.Target, error) {
 	for i := 1; i <= n; i++ {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.%d", i))
 	}
-	shared, err := portsFreeOn(addrs, 2)
+	shared, err := PortsFreeOn(addrs, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -93,9 +93,9 @@ func cassandraScratch(opts url.Values, dir string) (*drivers.Target, error) {
 	}, nil
 }
 
-// portsFreeOn returns k distinct ports that are free on every address of addrs
+// PortsFreeOn returns k distinct ports that are free on every address of addrs
 // right now (another process may still take one before the nodes bind it).
-func portsFreeOn(addrs []string, k int) ([]int, error) {
+func PortsFreeOn(addrs []string, k int) ([]int, error) {
 	var out []int
 	for attempt := 0; attempt < 50 && len(out) < k; attempt++ {
 		l, err := net.Listen("tcp", addrs[0]+":0")

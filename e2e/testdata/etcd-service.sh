@@ -27,32 +27,8 @@ set -u
 action=${1:?usage: etcd-service.sh start|stop|status NAME STATEDIR}
 name=${2:?member name missing}
 state=${3:?state dir missing}
-pidfile=$state/pid
-
-event() { printf '%s %s %s\n' "$(date +%s.%N)" "$name" "$*" >>"$state/events"; }
-
-# alive PID: the process exists and is not a zombie (an exited member whose parent,
-# init, has not reaped it yet counts as stopped).
-alive() {
-	local st
-	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-	[[ -n $st && $st != Z && $st != X ]]
-}
-
-# ours PID: the process is this member's etcd (guards against a reused pid).
-ours() {
-	local dd
-	dd=$(grep -m1 -- '^--data-dir=' "$state/flags") || return 1
-	tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | grep -qxF -- "$dd"
-}
-
-running_pid() {
-	local pid
-	[[ -s $pidfile ]] || return 1
-	pid=$(<"$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] && alive "$pid" && ours "$pid" || return 1
-	echo "$pid"
-}
+label="etcd-service: $name" dirflag=--data-dir=
+. "$(dirname "$0")/service-lib.sh"
 
 case $action in
 start)
@@ -72,23 +48,8 @@ start)
 		event "start: already running (pid $pid)"
 		exit 0
 	fi
-	bin=$(<"$state/bin")
 	mapfile -t args <"$state/flags"
-	rm -f "$pidfile" "$pidfile.new"
-	# Its own session, so a Ctrl-C at the terminal of whoever ran this does not
-	# reach the member; no inherited stdout, so the caller does not wait for it.
-	setsid sh -c 'echo $$ >"$0.new" && mv "$0.new" "$0" && exec "$@"' "$pidfile" "$bin" "${args[@]}" \
-		</dev/null >>"$state/log" 2>&1 &
-	for _ in $(seq 100); do
-		[[ -s $pidfile ]] && break
-		sleep 0.05
-	done
-	if [[ ! -s $pidfile ]]; then
-		event "start failed: no pid"
-		echo "etcd-service: $name: the member did not start (see $state/log)" >&2
-		exit 1
-	fi
-	event "started pid $(<"$pidfile")"
+	launch "$(<"$state/bin")" "${args[@]}" || exit 1
 	;;
 stop)
 	if ! pid=$(running_pid); then
@@ -96,26 +57,7 @@ stop)
 		event "stop: not running"
 		exit 0
 	fi
-	kill -TERM "$pid" 2>/dev/null
-	for _ in $(seq 100); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		kill -KILL "$pid" 2>/dev/null
-		for _ in $(seq 50); do
-			alive "$pid" || break
-			sleep 0.1
-		done
-		event "stop: killed pid $pid after 10s"
-	else
-		event "stopped pid $pid"
-	fi
-	if alive "$pid"; then
-		echo "etcd-service: $name: pid $pid does not exit" >&2
-		exit 1
-	fi
-	rm -f "$pidfile"
+	stop_process "$pid" 100 || exit 1
 	;;
 status)
 	if pid=$(running_pid); then

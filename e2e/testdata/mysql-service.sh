@@ -16,24 +16,8 @@ set -u
 
 action=${1:?usage: mysql-service.sh start|stop STATEDIR}
 state=${2:?state dir missing}
-pidfile=$state/pid
-
-event() { printf '%s %s\n' "$(date +%s.%N)" "$*" >>"$state/events"; }
-
-alive() {
-	local st
-	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-	[[ -n $st && $st != Z && $st != X ]]
-}
-
-running_pid() {
-	local pid
-	[[ -s $pidfile ]] || return 1
-	pid=$(<"$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$(grep -m1 -- '^--datadir=' "$state/flags")" || return 1
-	echo "$pid"
-}
+label=mysql-service dirflag=--datadir=
+. "$(dirname "$0")/service-lib.sh"
 
 case $action in
 start)
@@ -48,18 +32,7 @@ start)
 		exit 0
 	fi
 	mapfile -t args <"$state/flags"
-	rm -f "$pidfile" "$pidfile.new"
-	setsid sh -c 'echo $$ >"$0.new" && mv "$0.new" "$0" && exec mariadbd "$@"' "$pidfile" "${args[@]}" \
-		</dev/null >>"$state/log" 2>&1 &
-	for _ in $(seq 100); do
-		[[ -s $pidfile ]] && break
-		sleep 0.05
-	done
-	if [[ ! -s $pidfile ]]; then
-		event "start failed: no pid"
-		exit 1
-	fi
-	event "started pid $(<"$pidfile")"
+	launch mariadbd "${args[@]}" || exit 1
 	;;
 stop)
 	if ! pid=$(running_pid); then
@@ -67,19 +40,7 @@ stop)
 		event "stop: not running"
 		exit 0
 	fi
-	kill -TERM "$pid" 2>/dev/null
-	for _ in $(seq 600); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		kill -KILL "$pid" 2>/dev/null
-		sleep 0.5
-		event "stop: killed pid $pid after 60s"
-	else
-		event "stopped pid $pid"
-	fi
-	rm -f "$pidfile"
+	stop_process "$pid" 600 || exit 1
 	;;
 *)
 	echo "mysql-service: unknown action $action (start, stop)" >&2
