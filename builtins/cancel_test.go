@@ -153,6 +153,7 @@ func TestEveryBlockingBuiltinHonoursItsContext(t *testing.T) {
 		"blob.fetch_all":  {},
 		"blob.read":       {args: starlark.Tuple{str("dump.sql")}},
 		"mysql.scan_dump": {args: starlark.Tuple{str("dump.sql")}},
+		"mysql.load_dump": {args: starlark.Tuple{str("dump.sql")}},
 		"time.sleep":      {args: starlark.Tuple{starlark.MakeInt(600)}},
 	}
 	// The Cassandra builtins run against a cluster whose one node's CQL and JMX

@@ -25,6 +25,27 @@ func init() {
 					"the binlog file, position and GTID recorded with --master-data/--gtid.",
 				Errors: []drivers.Class{drivers.Corruption, drivers.Permanent, drivers.Transient, drivers.Cancelled},
 				Impl:   mysqlScanDump},
+			{Name: "load_dump", Effect: Write,
+				Params:  `name, threads=0, database="", rename=None, schemas=None, decompress="auto", commit_mb=32, timeout=0`,
+				Returns: "struct(statements, inserts, sessions, skipped, bytes, seconds, binlog, complete)",
+				Doc: "Loads a mariadb-dump/mysqldump snapshot file into the target, streamed from the blob store (verified " +
+					"as it is read, decompressed on the way, no copy on disk) and split into statements. threads > 1 (0: as many " +
+					"as the machine has cores, 2 to 4): one " +
+					"mariadb client session runs the DDL, views, triggers, routines and events in the dump's order, and " +
+					"`threads` sessions of the Go MySQL driver load the rows in parallel (the rows of a non-InnoDB table in " +
+					"one session under its LOCK TABLES; a trigger, view or routine only after every row before it is " +
+					"committed). threads=1: one mariadb client session in the dump's order, like `mariadb < dump.sql`. " +
+					"Every session runs with sql_log_bin=0, foreign_key_checks=0 and its own transactions, committed every " +
+					"commit_mb MiB and when a session waits; replication set-up written by --master-data=1/--dump-slave " +
+					"(CHANGE MASTER TO, SET GLOBAL gtid_slave_pos) is skipped (the position is in binlog). database: the " +
+					"schema of a dump made without --databases; rename ({old: new}) renames schemas in CREATE DATABASE, USE " +
+					"and qualified names; schemas, when given, are the only ones the dump may name (any other fails the load " +
+					"before a statement of it runs). A checksum mismatch, a cut dump (a header without \"-- Dump completed\", " +
+					"or a statement without its delimiter) or a failing statement (named with its line of the dump) kills " +
+					"every session before its input ends; what was committed stays for the caller's rollback. " +
+					"A timeout (seconds) or Ctrl-C cancels the load the same way.",
+				Errors: []drivers.Class{drivers.Permanent, drivers.Transient, drivers.Corruption, drivers.Cancelled, drivers.Script},
+				Impl:   mysqlLoadDump, Plan: mysqlLoadDumpPlan},
 			{Name: "backup_info", Idempotent: true, Effect: Read, Params: "dir",
 				Returns: "struct(server_version, tool_version, binlog, info)",
 				Doc: "Reads xtrabackup_info and xtrabackup_binlog_info of an unpacked mariabackup/xtrabackup backup. " +

@@ -469,7 +469,9 @@ func TestMysqlLiveLogical(t *testing.T) {
 		broken := filepath.Join(t.TempDir(), "broken.sql")
 		writeText(t, broken, string(text[:cut])+"\nTHIS IS NOT SQL;\n"+string(text[cut:]))
 		res := cli(t, 3*time.Minute, "restore", "--driver", "mysql", "--snapshot", broken, "--target", live.target, "--param", "replace=true")
-		res.mustFail(t, 1, "mariadb exited")
+		// The failing statement is named with its line of the dump.
+		line := strings.Count(string(text[:cut]), "\n") + 2
+		res.mustFail(t, 1, "mariadb (session control) exited with code 1", "ERROR 1064", fmt.Sprintf("(the dump's line %d)", line))
 		if res.Report == nil || !res.Report.RolledBack {
 			t.Fatalf("not rolled back\n%s", res.Stderr)
 		}
@@ -482,7 +484,7 @@ func TestMysqlLiveLogical(t *testing.T) {
 
 	t.Run("plan shows the steps without the password", func(t *testing.T) {
 		res := cli(t, 3*time.Minute, "plan", "--driver", "mysql", "--snapshot", src.snaps["dump"], "--target", live.target, "--param", "replace=true").mustSucceed(t)
-		for _, want := range []string{"sql.move_aside(\"shop\"", "exec.run([\"mariadb\"", "connect=True"} {
+		for _, want := range []string{"sql.move_aside(\"shop\"", "mysql.load_dump(\"shop.sql\"", "schemas=[\"shop\"]"} {
 			if !strings.Contains(res.Stdout, want) {
 				t.Errorf("plan does not show %s:\n%s", want, res.Stdout)
 			}

@@ -109,6 +109,9 @@ type DumpInfo struct {
 	// Sandbox is true when the dump starts with MariaDB's sandbox-mode line,
 	// which only MariaDB's client accepts.
 	Sandbox bool `json:"sandbox"`
+	// Complete is true when the dump ends with mariadb-dump's "-- Dump
+	// completed" line (see CheckComplete).
+	Complete bool `json:"complete"`
 }
 
 var (
@@ -171,6 +174,8 @@ func ScanDump(r io.Reader) (DumpInfo, error) {
 			d.Tool = strings.TrimSpace(strings.TrimPrefix(line, "--"))
 		case strings.HasPrefix(line, "-- Server version"):
 			d.ServerVersion = strings.TrimSpace(strings.TrimPrefix(line, "-- Server version"))
+		case strings.HasPrefix(line, "-- Dump completed"):
+			d.Complete = true
 		case strings.HasPrefix(line, "CREATE TABLE "):
 			d.Tables++
 		case strings.HasPrefix(line, "CREATE DATABASE "):

@@ -29,15 +29,14 @@ func TestMysqlScratchDump(t *testing.T) {
 		t.Errorf("phases = %s", got)
 	}
 	equal(t, "checks", checks(rep), mysqlChecks)
-	equal(t, "calls", f.sequence("exec.run", "proc.", "mysql.scan", "sql.move", "service."), []string{
+	equal(t, "calls", f.sequence("exec.run", "proc.", "mysql.scan", "mysql.load", "sql.move", "service."), []string{
 		"download mysql.scan_dump", "execute exec.run mariadb-install-db", "execute proc.memory", "execute proc.start",
-		"execute exec.run mariadb", "validate exec.run mariadb-check"})
-	load := f.callsTo("exec.run mariadb")[0].Args
-	if load["stdin_blob"] != "shop.sql.zst" || load["append"] != "COMMIT;" || load["connect"] != true {
+		"execute mysql.load_dump", "validate exec.run mariadb-check"})
+	load := f.callsTo("mysql.load_dump")[0].Args
+	// The stream straight from the blob store, auto threads, only the dump's schema.
+	if load["name"] != "shop.sql.zst" || load["threads"] != int64(0) || load["commit_mb"] != int64(32) ||
+		!reflect.DeepEqual(load["schemas"], []any{"shop"}) || load["rename"] != nil || load["database"] != "" {
 		t.Errorf("load: %v", load)
-	}
-	if argv := strings.Join(toStrings(load["argv"].([]any)), " "); !strings.Contains(argv, "sql_log_bin=0, foreign_key_checks=0, unique_checks=0, autocommit=0") {
-		t.Errorf("load argv %s", argv)
 	}
 	start := f.callsTo("proc.start")[0].Args
 	argv := strings.Join(toStrings(start["argv"].([]any)), " ")
@@ -204,8 +203,8 @@ func TestMysqlLiveLogical(t *testing.T) {
 		if _, err := f.run(engine.Options{Snapshot: snap(t), Target: file, Params: map[string]string{"replace": "true"}}); err != nil {
 			t.Fatalf("run: %v", err)
 		}
-		equal(t, "calls", f.sequence("sql.move", "sql.drop", "exec.run mariadb"), []string{
-			"execute sql.move_aside", "execute exec.run mariadb", "validate exec.run mariadb-check", "commit sql.drop_holding"})
+		equal(t, "calls", f.sequence("sql.move", "sql.drop", "exec.run mariadb", "mysql.load"), []string{
+			"execute sql.move_aside", "execute mysql.load_dump", "validate exec.run mariadb-check", "commit sql.drop_holding"})
 		holding := f.callsTo("sql.move_aside")[0].Args["holding"].(string)
 		if !strings.HasPrefix(holding, "rr_") || !strings.HasSuffix(holding, "_shop") || f.Server.Holding[holding] {
 			t.Errorf("holding schema %s (left: %v)", holding, f.Server.Holding)
@@ -215,8 +214,8 @@ func TestMysqlLiveLogical(t *testing.T) {
 	t.Run("replace: a failed load moves the previous content back", func(t *testing.T) {
 		f := newMyFake(t)
 		f.Server.Objects["shop"] = 9
-		f.Hooks["exec.run mariadb"] = func(map[string]any) error {
-			return drivers.Errorf(drivers.Permanent, "mariadb exited with code 1: ERROR 1064")
+		f.Hooks["mysql.load_dump"] = func(map[string]any) error {
+			return drivers.Errorf(drivers.Permanent, "mariadb (session rows-1) exited with code 1: ERROR 1064 (42000) at line 3 (the dump's line 90, table orders)")
 		}
 		file, _ := myTarget(t, false)
 		rep, err := f.run(engine.Options{Snapshot: snap(t), Target: file, Params: map[string]string{"replace": "true"}})
@@ -235,7 +234,7 @@ func TestMysqlLiveLogical(t *testing.T) {
 		if err != nil {
 			t.Fatalf("plan: %v", err)
 		}
-		for _, c := range f.sequence("sql.move", "exec.run", "service.") {
+		for _, c := range f.sequence("sql.move", "exec.run", "service.", "mysql.load") {
 			t.Errorf("a WRITE fake ran in plan mode: %s", c)
 		}
 		var planned []string
@@ -244,7 +243,7 @@ func TestMysqlLiveLogical(t *testing.T) {
 				planned = append(planned, c.Builtin)
 			}
 		}
-		if !reflect.DeepEqual(planned, []string{"sql.move_aside", "exec.run"}) {
+		if !reflect.DeepEqual(planned, []string{"sql.move_aside", "mysql.load_dump"}) {
 			t.Errorf("planned writes %v", planned)
 		}
 		if strings.Contains(reportJSON(t, rep), "fake-secret-pw") {
@@ -306,4 +305,31 @@ func reportJSON(t *testing.T, rep *engine.Report) string {
 	}
 	data, _ := os.ReadFile(p)
 	return string(data)
+}
+
+// TestMysqlDumpLoadParams: load_threads, commit_mb, rename and database reach
+// mysql.load_dump, which may write only the schemas of this restore.
+func TestMysqlDumpLoadParams(t *testing.T) {
+	f := newMyFake(t)
+	f.Server.Inventory = map[string]any{"shop_copy": shopInventory()["shop"]} // what the renamed load holds
+	snap := packMySQL(t, shopMeta("mysqldump"), map[string]string{"shop.sql": "fake dump"})
+	if _, err := f.run(engine.Options{Snapshot: snap, Target: "scratch://mysql",
+		Params: map[string]string{"load_threads": "3", "commit_mb": "64", "rename": `{"shop": "shop_copy"}`}}); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	load := f.callsTo("mysql.load_dump")[0].Args
+	if load["threads"] != int64(3) || load["commit_mb"] != int64(64) || !reflect.DeepEqual(load["rename"], map[string]any{"shop": "shop_copy"}) ||
+		!reflect.DeepEqual(load["schemas"], []any{"shop_copy"}) {
+		t.Errorf("load with rename: %v", load)
+	}
+
+	f = newMyFake(t)
+	snap = packMySQL(t, shopMeta("mysqldump"), map[string]string{"shop.sql": "fake dump"})
+	if _, err := f.run(engine.Options{Snapshot: snap, Target: "scratch://mysql", Params: map[string]string{"database": "shop", "load_threads": "1"}}); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	load = f.callsTo("mysql.load_dump")[0].Args
+	if load["database"] != "shop" || load["threads"] != int64(1) || !reflect.DeepEqual(load["schemas"], []any{"shop"}) {
+		t.Errorf("load into a named database: %v", load)
+	}
 }

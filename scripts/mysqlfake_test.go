@@ -150,6 +150,10 @@ func (f *myFake) modules(mods []builtins.Module) []builtins.Module {
 				return builtins.Struct(map[string]any{"server_version": "10.11.19-MariaDB-log", "tool_version": "10.11.19-MariaDB",
 					"binlog": map[string]any{"file": "mysql-bin.000003", "position": 99, "gtid": "0-7-18"}, "info": map[string]any{}})
 			},
+			"load_dump": func(env *builtins.Env, a map[string]any) (any, error) {
+				return builtins.Struct(map[string]any{"statements": 120, "inserts": 100, "sessions": 3, "skipped": []string{}, "bytes": 1000,
+					"seconds": 0.5, "binlog": map[string]any{"file": "mysql-bin.000003", "position": 1234, "gtid": "0-7-17"}, "complete": true})
+			},
 			"mydumper_info": func(env *builtins.Env, a map[string]any) (any, error) {
 				return builtins.Struct(map[string]any{"schemas": []string{"shop"}, "binlog": nil})
 			},
