@@ -601,30 +601,14 @@ func (f *cfake) sampleDigest(env *builtins.Env, c fakeCall) (any, error) {
 
 // run runs the embedded cassandra.star with the fakes; the work dir is kept.
 func (f *cfake) run(o engine.Options) (*engine.Report, error) {
-	t := f.t
-	t.Helper()
-	if o.WorkDir == "" {
-		o.WorkDir = filepath.Join(t.TempDir(), "work")
-	}
-	rep, err := f.runner(o)
-	if rep == nil {
-		t.Fatalf("run returned no report: %v", err)
-	}
-	return rep, err
+	f.t.Helper()
+	return runFaked(f.t, "cassandra", f.modules, o)
 }
 
 // runner runs the embedded cassandra.star with the fakes in o.WorkDir. It may be
 // called from another goroutine than the test's.
 func (f *cfake) runner(o engine.Options) (*engine.Report, error) {
-	h := engine.NewHost([]engine.Source{engine.Embedded()})
-	h.Modules = f.modules(h.Modules)
-	cat := h.Discover()
-	if len(cat.Problems) > 0 {
-		return nil, fmt.Errorf("embedded scripts do not load: %v", cat.Problems)
-	}
-	o.Driver = "cassandra"
-	o.Retry = engine.RetryPolicy{Attempts: map[string]int{drivers.PhaseDownload: 3, drivers.PhaseValidate: 3}, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
-	return (&engine.Runner{Catalog: cat}).Run(context.Background(), o)
+	return runEmbedded("cassandra", f.modules, o)
 }
 
 // runKilled starts a restore in o.WorkDir (given) that "dies" in the nth call of

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.starlark.net/starlark"
 
@@ -504,24 +503,8 @@ func (f *fake) service(env *builtins.Env, c *fakeCall) (any, error) {
 // run runs the embedded etcd.star through engine.Runner with the fake modules. The
 // work dir is kept (under t.TempDir) so tests can look at it.
 func (f *fake) run(o engine.Options) (*engine.Report, error) {
-	t := f.t
-	t.Helper()
-	h := engine.NewHost([]engine.Source{engine.Embedded()})
-	h.Modules = f.modules(h.Modules)
-	cat := h.Discover()
-	if len(cat.Problems) > 0 {
-		t.Fatalf("embedded scripts do not load: %v", cat.Problems)
-	}
-	o.Driver = "etcd"
-	if o.WorkDir == "" {
-		o.WorkDir = filepath.Join(t.TempDir(), "work")
-	}
-	o.Retry = engine.RetryPolicy{Attempts: map[string]int{drivers.PhaseDownload: 3, drivers.PhaseValidate: 3}, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
-	rep, err := (&engine.Runner{Catalog: cat}).Run(context.Background(), o)
-	if rep == nil {
-		t.Fatalf("run returned no report: %v", err)
-	}
-	return rep, err
+	f.t.Helper()
+	return runFaked(f.t, "etcd", f.modules, o)
 }
 
 // ---- snapshots and targets ----

@@ -13,13 +13,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.starlark.net/starlark"
 
 	"github.com/restore-run/restore-run/blobstore"
 	"github.com/restore-run/restore-run/builtins"
-	"github.com/restore-run/restore-run/drivers"
 	"github.com/restore-run/restore-run/engine"
 )
 
@@ -279,24 +277,8 @@ func (f *myFake) service(env *builtins.Env, a map[string]any) (any, error) {
 
 // run runs the embedded mysql.star with the fake modules.
 func (f *myFake) run(o engine.Options) (*engine.Report, error) {
-	t := f.t
-	t.Helper()
-	h := engine.NewHost([]engine.Source{engine.Embedded()})
-	h.Modules = f.modules(h.Modules)
-	cat := h.Discover()
-	if len(cat.Problems) > 0 {
-		t.Fatalf("embedded scripts do not load: %v", cat.Problems)
-	}
-	o.Driver = "mysql"
-	if o.WorkDir == "" {
-		o.WorkDir = filepath.Join(t.TempDir(), "work")
-	}
-	o.Retry = engine.RetryPolicy{Attempts: map[string]int{drivers.PhaseDownload: 3, drivers.PhaseValidate: 3}, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
-	rep, err := (&engine.Runner{Catalog: cat}).Run(context.Background(), o)
-	if rep == nil {
-		t.Fatalf("run returned no report: %v", err)
-	}
-	return rep, err
+	f.t.Helper()
+	return runFaked(f.t, "mysql", f.modules, o)
 }
 
 // shopInventory is the manifest inventory of the fake shop schema.
