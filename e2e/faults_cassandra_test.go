@@ -119,6 +119,50 @@ func (f *cassFaultTarget) restart(t *testing.T) {
 	f.c.Nodes[0] = nodes[0]
 }
 
+// throughS3 puts the packed snapshot into a real S3 server and returns a fault
+// proxy in front of it (decide says what the n-th ranged read suffers), the
+// snapshot's reference and a store config that reaches it through the proxy.
+func (f *cassFaultTarget) throughS3(t *testing.T, decide func(n int64) s3test.Fault) (*s3test.FaultProxy, string, string) {
+	t.Helper()
+	st := newS3Setup(t)
+	err := filepath.WalkDir(f.snap, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(f.snap, p)
+		st.srv.PutObject(t, st.bucket, "cassandra/faults/"+filepath.ToSlash(rel), data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := s3test.NewFaultProxy(t, st.srv.Addr, decide)
+	cfg := filepath.Join(t.TempDir(), "stores.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("stores:\n  - match: s3://\n    endpoint: %s\n    region: %s\n    path_style: true\n", proxy.URL, st.srv.Region)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return proxy, st.ref("cassandra/faults"), cfg
+}
+
+// snapshotBytes is the packed snapshot's size on disk.
+func (f *cassFaultTarget) snapshotBytes(t *testing.T) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(f.snap, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
 func TestFaultCassandra(t *testing.T) {
 	start := time.Now()
 	c := startCassandras(t, clusterSpec{name: "flt", nodes: 1, mode: cassops.ModeCassandra4})[0]
@@ -130,23 +174,7 @@ func TestFaultCassandra(t *testing.T) {
 
 	t.Run("blob store faults", func(t *testing.T) {
 		f.previous(t, 1)
-		st := newS3Setup(t)
-		err := filepath.WalkDir(f.snap, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			rel, _ := filepath.Rel(f.snap, p)
-			st.srv.PutObject(t, st.bucket, "cassandra/faults/"+filepath.ToSlash(rel), data)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxy := s3test.NewFaultProxy(t, st.srv.Addr, func(n int64) s3test.Fault {
+		proxy, ref, cfg := f.throughS3(t, func(n int64) s3test.Fault {
 			switch n {
 			case 2, 6:
 				return s3test.Reset
@@ -157,12 +185,8 @@ func TestFaultCassandra(t *testing.T) {
 			}
 			return s3test.Pass
 		})
-		cfg := filepath.Join(t.TempDir(), "stores.yaml")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("stores:\n  - match: s3://\n    endpoint: %s\n    region: %s\n    path_style: true\n", proxy.URL, st.srv.Region)), 0o600); err != nil {
-			t.Fatal(err)
-		}
 		begin := time.Now()
-		res := rtStart(t, t.TempDir(), f.args(st.ref("cassandra/faults"), t.TempDir(), "--param", "keep_previous=true",
+		res := rtStart(t, t.TempDir(), f.args(ref, t.TempDir(), "--param", "keep_previous=true",
 			"--store-config", cfg, "--stall-timeout", "1s", "--concurrency", "2")...).wait(t, 5*time.Minute).mustSucceed(t)
 		took := time.Since(begin)
 		sameRows(t, f.want, f.rows(t))
@@ -267,6 +291,97 @@ func TestFaultCassandra(t *testing.T) {
 		sameRows(t, prev, f.rows(t))
 		recordFault(t, faultRow{Driver: "cassandra", Fault: "Ctrl-C (SIGINT) during execute (table truncated, import starting)",
 			Outcome: "in-flight nodetool killed, rolled back, exit 130", Previous: "yes: imported back from the safety snapshot and served", Recover: took})
+	})
+	t.Run("kill -9 during download, then resume", func(t *testing.T) {
+		prev := f.previous(t, 6)
+		// The fourth read stalls (for a minute): the kill lands while the
+		// download is under way, deterministically.
+		proxy, ref, cfg := f.throughS3(t, func(n int64) s3test.Fault {
+			if n == 3 {
+				return s3test.Stall
+			}
+			return s3test.Pass
+		})
+		lockDir, wd := t.TempDir(), t.TempDir()
+		r := rtStart(t, lockDir, f.args(ref, wd, "--store-config", cfg, "--stall-timeout", "60s", "--concurrency", "1")...)
+		deadline := time.Now().Add(2 * time.Minute)
+		for proxy.Faults.Load() == 0 {
+			if !r.running() || time.Now().After(deadline) {
+				t.Fatalf("the download never reached the stalled read:\n%s", rtTail(r.stderr.String(), 30))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		readsBefore := proxy.Gets.Load()
+		killed := kill9(t, r)
+		sameRows(t, prev, f.rows(t)) // the killed run never reached the node
+		res := resumeRun(t, lockDir, wd).mustSucceed(t)
+		took := time.Since(killed)
+		if p := rtPhase(res.Report, "download"); p == nil || p.Result != "ok" {
+			t.Errorf("download on resume: %+v", p)
+		}
+		sameRows(t, f.want, f.rows(t))
+		recordFault(t, faultRow{Driver: "cassandra", Fault: "kill -9 of restore-run during download (a read stalled), then `resume`",
+			Outcome:  fmt.Sprintf("node untouched by the killed run; resume downloaded what was missing (%d reads before the kill, %d after) and restored", readsBefore, proxy.Gets.Load()-readsBefore),
+			Previous: "yes: served until the resume, then kept in its safety snapshot until validation", Recover: took})
+	})
+
+	t.Run("kill -9 during validate, then resume", func(t *testing.T) {
+		f.previous(t, 7)
+		scripts := scriptsWith(t, "cassandra", "time.sleep(4)")
+		lockDir, wd := t.TempDir(), t.TempDir()
+		r := rtStart(t, lockDir, f.args(f.snap, wd, "--scripts", scripts)...)
+		waitStderr(t, r, phaseStarted("validate"), 3*time.Minute)
+		runID := rtRunID(t, r.stderr.String())
+		time.Sleep(time.Second)
+		killed := kill9(t, r)
+		if kept, _ := filepath.Glob(filepath.Join(f.dataDir(), "ks_one", "items-*", "snapshots", "restore-run-before-"+runID, "*-Data.db")); len(kept) == 0 {
+			t.Errorf("no safety snapshot restore-run-before-%s holds the replaced rows after the kill", runID)
+		}
+		res := resumeRun(t, lockDir, wd).mustSucceed(t)
+		took := time.Since(killed)
+		if got := phaseResults(res); got != "download:done before resume prepare:done before resume execute:done before resume validate:ok commit:ok" {
+			t.Errorf("phases of the resume: %s", got)
+		}
+		sameRows(t, f.want, f.rows(t))
+		if got, want := f.liveSSTables(t), f.snapshotSSTables(t); got != want {
+			t.Errorf("ks_one.items holds %d SSTables after the resume, the snapshot %d", got, want)
+		}
+		recordFault(t, faultRow{Driver: "cassandra", Fault: "kill -9 of restore-run during validate, then `resume`",
+			Outcome: "resume skipped the finished phases, validated again, committed", Previous: "yes: in the safety snapshot until the resume validated", Recover: took})
+	})
+
+	t.Run("disk full during download", func(t *testing.T) {
+		prev := f.previous(t, 8)
+		size := f.snapshotBytes(t)
+		fsSize := size / 2 / 4096 * 4096
+		if fsSize < 8192 {
+			t.Fatalf("the snapshot holds only %d bytes: too small to fill a file system with", size)
+		}
+		wd := smallFS(t, fmt.Sprint(fsSize))
+		begin := time.Now()
+		res := cli(t, rtTimeout, f.args(f.snap, wd)...).mustFail(t, 1, "no space left on device")
+		took := time.Since(begin)
+		failedPhase(t, res.Report, "download", "permanent")
+		sameRows(t, prev, f.rows(t))
+		recordFault(t, faultRow{Driver: "cassandra", Fault: fmt.Sprintf("disk full during download (%d KiB tmpfs work dir, %d KiB snapshot)", fsSize>>10, size>>10),
+			Outcome: "download failed (no space left on device), class permanent, exit 1; the node untouched", Previous: "yes: never touched", Recover: took})
+	})
+
+	t.Run("a script error in validate", func(t *testing.T) {
+		prev := f.previous(t, 9)
+		scripts := scriptsWith(t, "cassandra", `{}["no such key"]`)
+		begin := time.Now()
+		res := cli(t, rtTimeout, f.args(f.snap, t.TempDir(), "--scripts", scripts)...).mustFail(t, 2, "no such key")
+		took := time.Since(begin)
+		if p := rtPhase(res.Report, "validate"); p == nil || p.ErrorClass != "script" || p.Attempts != 1 {
+			t.Errorf("validate %+v, want failed once with class script", p)
+		}
+		if !res.Report.RolledBack {
+			t.Errorf("not rolled back: %s", phaseResults(res))
+		}
+		sameRows(t, prev, f.rows(t))
+		recordFault(t, faultRow{Driver: "cassandra", Fault: "a script error in validate (after the import)",
+			Outcome: "validate failed, class script, not retried; rolled back; exit 2", Previous: "yes: imported back from the safety snapshot and served", Recover: took})
 	})
 	t.Logf("TestFaultCassandra took %s", time.Since(start).Round(time.Second))
 }

@@ -75,6 +75,9 @@ type Options struct {
 	Blob blobstore.OpenOptions
 	// Scripts are the --scripts dirs, recorded in the run state for a resume.
 	Scripts []string
+	// ConfigFile is the config file named for the run, recorded in the run state
+	// for a resume.
+	ConfigFile string
 	// BreakLock takes a target lock left by a run on another host.
 	BreakLock bool
 	// Resume continues the run recorded in WorkDir's run state: phases that
@@ -358,7 +361,7 @@ func (r *Runner) Run(ctx context.Context, opts Options) (rep *Report, err error)
 		} else {
 			state = &RunState{Version: 1, RunID: runID, Mode: string(opts.Mode), path: filepath.Join(workDir, RunStateFile),
 				Driver:  StateDrv{Name: info.Name, Version: info.Version.String(), Source: info.Source, SHA256: info.SHA256},
-				Request: RunRequest{Driver: opts.Driver, Snapshot: opts.Snapshot, Target: opts.Target, Params: opts.Params, Keep: opts.Keep, Scripts: opts.Scripts},
+				Request: RunRequest{Driver: opts.Driver, Snapshot: opts.Snapshot, Target: opts.Target, Params: opts.Params, Keep: opts.Keep, Scripts: opts.Scripts, Config: opts.ConfigFile},
 				Started: start.UTC(), Phases: map[string]string{}}
 		}
 		state.TargetRef, state.TargetScratch = target.Ref, target.Scratch

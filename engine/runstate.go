@@ -76,6 +76,10 @@ type RunRequest struct {
 	Keep     bool              `json:"keep,omitempty"`
 	// Scripts are the --scripts dirs of the run: the resume loads the same.
 	Scripts []string `json:"scripts,omitempty"`
+	// Config is the config file the run read (--config, --store-config or
+	// $RESTORE_RUN_CONFIG; its path, never its content): the resume reads the same
+	// stores, retries and timeouts.
+	Config string `json:"config,omitempty"`
 }
 
 // Checkpoint is one ctx.checkpoint(name) of a script.

@@ -166,6 +166,10 @@ func (j *job) fetchDirect(ctx context.Context, res *Result) (Result, error) {
 		}
 		r.Name, r.Path = res.Name, res.Path
 		if ctx.Err() != nil {
+			// Cancelled once every byte was in: without resume, nothing may stay.
+			if jr == nil {
+				os.Remove(tmp)
+			}
 			return *res, cancelled(ctx, op)
 		}
 		if err := os.Rename(tmp, dst); err != nil {

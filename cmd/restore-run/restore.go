@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -106,6 +107,12 @@ func runEngine(cmd *cobra.Command, g *globalFlags, opts engine.Options, storeFla
 	runner := &engine.Runner{Catalog: catalog}
 	out := cmd.OutOrStdout()
 	opts.Log, opts.Redactor, opts.Scripts = log, g.redactor, g.scripts
+	if path, explicit := storeFlags.configFile(); explicit {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+		opts.ConfigFile = path
+	}
 	opts.Ready = func(endpoints []string) {
 		fmt.Fprintf(out, "ready: %s\n", strings.Join(endpoints, ","))
 		if fl, ok := out.(*os.File); ok {

@@ -25,7 +25,8 @@ driver re-enters it by its checkpoints and by what is on disk (see the "Resume"
 section of each driver's doc). A run that had failed, or was rolling back, is
 rolled back. The run keeps its run id, so staging and previous data are found.
 
-The driver script must be the one the run started with (same sha256): a changed
+The run's --scripts dirs and config file (--config/--store-config) are used again
+unless given here. The driver script must be the one the run started with (same sha256): a changed
 script is refused unless --force. --rollback puts the target back as it was
 instead of finishing the restore.`,
 		Example: `  restore-run restore --driver etcd --snapshot s3://backups/etcd/latest --target prod-etcd.yaml --workdir /var/lib/restore-run/etcd
@@ -52,6 +53,10 @@ instead of finishing the restore.`,
 		}
 		if len(g.scripts) == 0 {
 			g.scripts = st.Request.Scripts
+		}
+		if storeFlags.configPath == "" && os.Getenv("RESTORE_RUN_CONFIG") == "" {
+			// The stores, retries and timeouts of the run it continues.
+			storeFlags.configPath = st.Request.Config
 		}
 		if storeFlags.fl.Lookup("target") == nil {
 			// The store config may come from the target file's store: section.
