@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/testcheck"
 )
 
 // --- helpers ---------------------------------------------------------------------
@@ -41,30 +42,6 @@ func writeFile(t *testing.T, path string, data []byte) string {
 func hexSum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func wantClass(t *testing.T, err error, c drivers.Class, contains ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want a %s error, got nil", c)
-	}
-	if got := drivers.ClassOf(err); got != c {
-		t.Fatalf("want class %s, got %s: %v", c, got, err)
-	}
-	for _, s := range contains {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error %q does not contain %q", err, s)
-		}
-	}
-}
-
-func wantAbsent(t *testing.T, paths ...string) {
-	t.Helper()
-	for _, p := range paths {
-		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s should not exist (err=%v)", p, err)
-		}
-	}
 }
 
 func flipByte(t *testing.T, path string, off int64) {
@@ -214,7 +191,7 @@ func TestPackOpenFetchRoundTrip(t *testing.T) {
 				if res.Name != f.name || res.Path != dst || res.Size != int64(len(f.data)) || res.SHA256 != hexSum(f.data) || res.Duration <= 0 {
 					t.Errorf("FetchResult = %+v", res)
 				}
-				wantAbsent(t, dst+PartialSuffix)
+				testcheck.Absent(t, dst+PartialSuffix)
 
 				r, err := s.OpenFile(ctx, f.name)
 				if err != nil {
@@ -249,7 +226,7 @@ func TestPackRefusesExistingSnapshotUnlessOverwrite(t *testing.T) {
 	p := writeFile(t, filepath.Join(t.TempDir(), "member.db"), []byte("two"))
 	opts := PackOptions{Engine: "etcd", Files: []PackFile{{Path: p}}, Dest: dest}
 	_, err := Pack(context.Background(), opts)
-	wantClass(t, err, drivers.Permanent, "already holds a snapshot")
+	testcheck.Class(t, err, drivers.Permanent, "already holds a snapshot")
 
 	opts.Overwrite = true
 	if _, err := Pack(context.Background(), opts); err != nil {
@@ -287,11 +264,11 @@ func TestPackRefusesBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Pack(ctx, tc.opts)
-			wantClass(t, err, drivers.Permanent, tc.want)
+			testcheck.Class(t, err, drivers.Permanent, tc.want)
 		})
 	}
 	// Nothing was created for refused inputs.
-	wantAbsent(t, filepath.Join(dir, "d3"), filepath.Join(dir, "d4"), filepath.Join(dir, "d5"))
+	testcheck.Absent(t, filepath.Join(dir, "d3"), filepath.Join(dir, "d4"), filepath.Join(dir, "d5"))
 }
 
 // --- corruption ------------------------------------------------------------------
@@ -305,18 +282,18 @@ func TestFetchFlippedByteIsCorruption(t *testing.T) {
 	_, err := s.Fetch(context.Background(), "member.db", dst)
 	wrong := append([]byte(nil), data...)
 	wrong[1234] ^= 0x01
-	wantClass(t, err, drivers.Corruption, `"member.db"`, "sha256 mismatch", hexSum(data), hexSum(wrong),
+	testcheck.Class(t, err, drivers.Corruption, `"member.db"`, "sha256 mismatch", hexSum(data), hexSum(wrong),
 		"corrupt or was changed after it was written", dir)
-	wantAbsent(t, dst, dst+PartialSuffix)
+	testcheck.Absent(t, dst, dst+PartialSuffix)
 
 	// A file already at dst is left as it was.
 	writeFile(t, dst, []byte("previous"))
 	_, err = s.Fetch(context.Background(), "member.db", dst)
-	wantClass(t, err, drivers.Corruption)
+	testcheck.Class(t, err, drivers.Corruption)
 	if got, _ := os.ReadFile(dst); string(got) != "previous" {
 		t.Errorf("dst was changed to %d bytes", len(got))
 	}
-	wantAbsent(t, dst+PartialSuffix)
+	testcheck.Absent(t, dst+PartialSuffix)
 }
 
 func TestFetchFlippedByteWithPartsNamesThePart(t *testing.T) {
@@ -326,16 +303,16 @@ func TestFetchFlippedByteWithPartsNamesThePart(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "member.db")
 	_, err := s.Fetch(context.Background(), "member.db", dst)
 	part2 := s.Manifest().Files[0].Parts[2]
-	wantClass(t, err, drivers.Corruption, `"member.db"`, "part 2", "bytes 2048-3071", part2, "corrupt or was changed")
-	wantAbsent(t, dst, dst+PartialSuffix)
+	testcheck.Class(t, err, drivers.Corruption, `"member.db"`, "part 2", "bytes 2048-3071", part2, "corrupt or was changed")
+	testcheck.Absent(t, dst, dst+PartialSuffix)
 
 	// The last, shorter part is checked too.
 	dir, _ = packed(t, 1024)
 	flipByte(t, filepath.Join(dir, "member.db"), 4999)
 	s = open(t, dir)
 	_, err = s.Fetch(context.Background(), "member.db", dst)
-	wantClass(t, err, drivers.Corruption, "part 4", "bytes 4096-4999")
-	wantAbsent(t, dst, dst+PartialSuffix)
+	testcheck.Class(t, err, drivers.Corruption, "part 4", "bytes 4096-4999")
+	testcheck.Absent(t, dst, dst+PartialSuffix)
 }
 
 func TestFetchWrongSizeIsCorruption(t *testing.T) {
@@ -354,11 +331,11 @@ func TestFetchWrongSizeIsCorruption(t *testing.T) {
 			s := open(t, dir)
 			dst := filepath.Join(t.TempDir(), "member.db")
 			_, err := s.Fetch(context.Background(), "member.db", dst)
-			wantClass(t, err, drivers.Corruption, `"member.db"`, "size mismatch", "expected 5000 bytes", "corrupt or was changed")
-			wantAbsent(t, dst, dst+PartialSuffix)
-			wantClass(t, s.CheckObjects(context.Background()), drivers.Corruption, "size mismatch")
+			testcheck.Class(t, err, drivers.Corruption, `"member.db"`, "size mismatch", "expected 5000 bytes", "corrupt or was changed")
+			testcheck.Absent(t, dst, dst+PartialSuffix)
+			testcheck.Class(t, s.CheckObjects(context.Background()), drivers.Corruption, "size mismatch")
 			_, err = s.OpenFile(context.Background(), "member.db")
-			wantClass(t, err, drivers.Corruption, "size mismatch")
+			testcheck.Class(t, err, drivers.Corruption, "size mismatch")
 		})
 	}
 }
@@ -373,11 +350,11 @@ func TestVerifierSizeChecksWhileStreaming(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := v.finish() // the store returned EOF early
-	wantClass(t, err, drivers.Corruption, "expected 100 bytes, actual 60")
+	testcheck.Class(t, err, drivers.Corruption, "expected 100 bytes, actual 60")
 
 	v = newVerifier(f, fail)
 	v.write(data)
-	wantClass(t, v.write([]byte{1}), drivers.Corruption, "has more") // the store returned more
+	testcheck.Class(t, v.write([]byte{1}), drivers.Corruption, "has more") // the store returned more
 }
 
 func TestOpenFileVerifiesAtEOF(t *testing.T) {
@@ -414,7 +391,7 @@ func TestOpenFileVerifiesAtEOF(t *testing.T) {
 		if errors.Is(err, io.EOF) {
 			t.Fatal("Read returned io.EOF for corrupt data")
 		}
-		wantClass(t, err, drivers.Corruption, `"member.db"`, "sha256 mismatch", hexSum(data))
+		testcheck.Class(t, err, drivers.Corruption, `"member.db"`, "sha256 mismatch", hexSum(data))
 		break
 	}
 	if n != len(data) {
@@ -436,7 +413,7 @@ func TestOpenFileWithPartsFailsAtBadPart(t *testing.T) {
 	}
 	defer r.Close()
 	got, err := io.ReadAll(r)
-	wantClass(t, err, drivers.Corruption, "part 0", "bytes 0-1023")
+	testcheck.Class(t, err, drivers.Corruption, "part 0", "bytes 0-1023")
 	if len(got) >= 5000 {
 		t.Errorf("read all %d bytes before failing", len(got))
 	}
@@ -471,20 +448,20 @@ func TestBareFile(t *testing.T) {
 			t.Errorf("bare fetch differs")
 		}
 		_, err = s.Fetch(ctx, "other.db", dst)
-		wantClass(t, err, drivers.Permanent, `no file "other.db"`)
+		testcheck.Class(t, err, drivers.Permanent, `no file "other.db"`)
 	}
 	// A truncated bare file is still caught by its size.
 	s := open(t, path)
 	os.Truncate(path, 10)
 	_, err := s.Fetch(ctx, "etcd.db", filepath.Join(t.TempDir(), "x"))
-	wantClass(t, err, drivers.Corruption, "size mismatch")
+	testcheck.Class(t, err, drivers.Corruption, "size mismatch")
 }
 
 func TestOpenMissingRef(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no", "such", "snapshot")
 	for _, ref := range []string{missing, "file://" + filepath.ToSlash(missing), "mem://empty-bucket/nothing/here"} {
 		_, err := Open(context.Background(), ref)
-		wantClass(t, err, drivers.Permanent, "snapshot "+ref+" not found")
+		testcheck.Class(t, err, drivers.Permanent, "snapshot "+ref+" not found")
 	}
 }
 
@@ -492,9 +469,9 @@ func TestOpenDirWithoutManifest(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "member.db"), []byte("data"))
 	_, err := Open(context.Background(), dir)
-	wantClass(t, err, drivers.Permanent, dir+" has no manifest.json: a snapshot is a directory with manifest.json or a single native file (e.g. from etcdctl snapshot save)")
+	testcheck.Class(t, err, drivers.Permanent, dir+" has no manifest.json: a snapshot is a directory with manifest.json or a single native file (e.g. from etcdctl snapshot save)")
 	_, err = Open(context.Background(), t.TempDir()) // empty directory
-	wantClass(t, err, drivers.Permanent, "has no manifest.json")
+	testcheck.Class(t, err, drivers.Permanent, "has no manifest.json")
 }
 
 func TestOpenBadManifestIsCorruption(t *testing.T) {
@@ -511,7 +488,7 @@ func TestOpenBadManifestIsCorruption(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "manifest.json"), []byte(tc.manifest))
 			writeFile(t, filepath.Join(dir, "member.db"), []byte("data"))
 			_, err := Open(context.Background(), dir)
-			wantClass(t, err, drivers.Corruption, filepath.Join(dir, "manifest.json"), tc.want)
+			testcheck.Class(t, err, drivers.Corruption, filepath.Join(dir, "manifest.json"), tc.want)
 		})
 	}
 	// The good one opens.
@@ -529,19 +506,19 @@ func TestFetchNeverWritesOutsideDst(t *testing.T) {
 	dst := filepath.Join(out, "sub", "dst")
 	for _, name := range []string{"../member.db", "/etc/passwd", "a/../member.db", "manifest.json", "nope"} {
 		_, err := s.Fetch(ctx, name, dst)
-		wantClass(t, err, drivers.Permanent)
+		testcheck.Class(t, err, drivers.Permanent)
 		_, err = s.OpenFile(ctx, name)
-		wantClass(t, err, drivers.Permanent)
+		testcheck.Class(t, err, drivers.Permanent)
 	}
-	wantAbsent(t, filepath.Join(out, "sub"))
+	testcheck.Absent(t, filepath.Join(out, "sub"))
 
 	// A manifest bypassing ParseManifest still cannot make Fetch or FetchAll escape.
 	s.manifest.Files = append(s.manifest.Files, drivers.File{Name: "../escape", Size: 1})
 	_, err := s.Fetch(ctx, "../escape", dst)
-	wantClass(t, err, drivers.Permanent, "..")
+	testcheck.Class(t, err, drivers.Permanent, "..")
 	_, err = s.FetchAll(ctx, filepath.Join(out, "all"))
-	wantClass(t, err, drivers.Permanent, "..")
-	wantAbsent(t, filepath.Join(out, "escape"), filepath.Join(out, "sub"))
+	testcheck.Class(t, err, drivers.Permanent, "..")
+	testcheck.Absent(t, filepath.Join(out, "escape"), filepath.Join(out, "sub"))
 }
 
 func TestFetchAllRefusesSymlinks(t *testing.T) {
@@ -553,8 +530,8 @@ func TestFetchAllRefusesSymlinks(t *testing.T) {
 		t.Skip("no symlinks:", err)
 	}
 	_, err := s.FetchAll(context.Background(), out)
-	wantClass(t, err, drivers.Permanent, "symbolic link")
-	wantAbsent(t, filepath.Join(elsewhere, "member.db"))
+	testcheck.Class(t, err, drivers.Permanent, "symbolic link")
+	testcheck.Absent(t, filepath.Join(elsewhere, "member.db"))
 }
 
 func TestMissingObjectIsPermanent(t *testing.T) {
@@ -563,9 +540,9 @@ func TestMissingObjectIsPermanent(t *testing.T) {
 	s := open(t, dir)
 	dst := filepath.Join(t.TempDir(), "member.db")
 	_, err := s.Fetch(context.Background(), "member.db", dst)
-	wantClass(t, err, drivers.Permanent, `file "member.db" is listed in the manifest`, filepath.Join(dir, "member.db"), "re-create")
-	wantAbsent(t, dst, dst+PartialSuffix)
-	wantClass(t, s.CheckObjects(context.Background()), drivers.Permanent, "member.db")
+	testcheck.Class(t, err, drivers.Permanent, `file "member.db" is listed in the manifest`, filepath.Join(dir, "member.db"), "re-create")
+	testcheck.Absent(t, dst, dst+PartialSuffix)
+	testcheck.Class(t, s.CheckObjects(context.Background()), drivers.Permanent, "member.db")
 }
 
 func TestPermissionDeniedIsPermanent(t *testing.T) {
@@ -578,7 +555,7 @@ func TestPermissionDeniedIsPermanent(t *testing.T) {
 	defer os.Chmod(obj, 0o644)
 	s := open(t, dir)
 	_, err := s.Fetch(context.Background(), "member.db", filepath.Join(t.TempDir(), "x"))
-	wantClass(t, err, drivers.Permanent, "permission denied", obj, "grant")
+	testcheck.Class(t, err, drivers.Permanent, "permission denied", obj, "grant")
 }
 
 func TestCancelled(t *testing.T) {
@@ -588,19 +565,19 @@ func TestCancelled(t *testing.T) {
 	cancel()
 
 	_, err := Open(ctx, dir)
-	wantClass(t, err, drivers.Cancelled)
+	testcheck.Class(t, err, drivers.Cancelled)
 
 	dst := filepath.Join(t.TempDir(), "member.db")
 	_, err = s.Fetch(ctx, "member.db", dst)
-	wantClass(t, err, drivers.Cancelled)
-	wantAbsent(t, dst, dst+PartialSuffix)
+	testcheck.Class(t, err, drivers.Cancelled)
+	testcheck.Absent(t, dst, dst+PartialSuffix)
 
 	_, err = s.OpenFile(ctx, "member.db")
-	wantClass(t, err, drivers.Cancelled)
+	testcheck.Class(t, err, drivers.Cancelled)
 
 	p := writeFile(t, filepath.Join(t.TempDir(), "a.db"), []byte("x"))
 	_, err = Pack(ctx, PackOptions{Engine: "etcd", Files: []PackFile{{Path: p}}, Dest: filepath.Join(t.TempDir(), "d")})
-	wantClass(t, err, drivers.Cancelled)
+	testcheck.Class(t, err, drivers.Cancelled)
 
 	// Cancelled in the middle of a stream.
 	ctx, cancel = context.WithCancel(context.Background())
@@ -614,7 +591,7 @@ func TestCancelled(t *testing.T) {
 	}
 	cancel()
 	_, err = io.ReadAll(r)
-	wantClass(t, err, drivers.Cancelled)
+	testcheck.Class(t, err, drivers.Cancelled)
 }
 
 func TestCancelledWhileFetchingKeepsResumeState(t *testing.T) {
@@ -644,11 +621,11 @@ func TestCancelledWhileFetchingKeepsResumeState(t *testing.T) {
 			s.Close()
 			t.Skip("fetch finished before the cancellation landed")
 		}
-		wantClass(t, err, drivers.Cancelled)
-		wantAbsent(t, dst)
+		testcheck.Class(t, err, drivers.Cancelled)
+		testcheck.Absent(t, dst)
 		if noResume {
 			// Without resume nothing is left behind.
-			wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+			testcheck.Absent(t, dst+PartialSuffix, dst+JournalSuffix)
 		} else {
 			// The partial data and its journal stay for the next attempt, which
 			// completes the file.
@@ -663,7 +640,7 @@ func TestCancelledWhileFetchingKeepsResumeState(t *testing.T) {
 			if got, _ := os.ReadFile(dst); !bytes.Equal(got, data) {
 				t.Error("the resumed fetch differs")
 			}
-			wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+			testcheck.Absent(t, dst+PartialSuffix, dst+JournalSuffix)
 		}
 		s.Close()
 	}
@@ -685,7 +662,7 @@ func TestRefRedaction(t *testing.T) {
 	}
 
 	_, err := Open(context.Background(), "mem://bob:pa55word@nobucket/x?sig=abcdef123&region=eu-west-1")
-	wantClass(t, err, drivers.Permanent, "not found", "region=eu-west-1")
+	testcheck.Class(t, err, drivers.Permanent, "not found", "region=eu-west-1")
 	for _, secret := range []string{"pa55word", "abcdef123", "bob"} {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error %q leaks %q", err, secret)
@@ -701,7 +678,7 @@ func TestRefRedaction(t *testing.T) {
 		}
 	}
 	_, err = Open(context.Background(), "s3://user:pw@bucket/%zz")
-	wantClass(t, err, drivers.Permanent)
+	testcheck.Class(t, err, drivers.Permanent)
 	if strings.Contains(err.Error(), "pw") {
 		t.Errorf("error %q leaks the password", err)
 	}
@@ -710,7 +687,7 @@ func TestRefRedaction(t *testing.T) {
 func TestUnsupportedRefs(t *testing.T) {
 	for _, ref := range []string{"s3://bucket/snaps/s1", "gs://bucket/x", "ftp://host/x", "file://otherhost/x", ""} {
 		_, err := Open(context.Background(), ref)
-		wantClass(t, err, drivers.Permanent)
+		testcheck.Class(t, err, drivers.Permanent)
 	}
 }
 
@@ -750,7 +727,7 @@ func TestMemStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Open(ctx, "mem://"+bucket+"/loose")
-	wantClass(t, err, drivers.Permanent, "has no manifest.json")
+	testcheck.Class(t, err, drivers.Permanent, "has no manifest.json")
 
 	// Corruption in an object store is found the same way.
 	corrupt := append([]byte(nil), data...)
@@ -760,25 +737,25 @@ func TestMemStore(t *testing.T) {
 	}
 	s = open(t, "mem://"+bucket+"/snaps/s1")
 	_, err = s.Fetch(ctx, "member.db", filepath.Join(t.TempDir(), "x"))
-	wantClass(t, err, drivers.Corruption, "part 1", "bytes 1000-1999", "mem://"+bucket+"/snaps/s1")
+	testcheck.Class(t, err, drivers.Corruption, "part 1", "bytes 1000-1999", "mem://"+bucket+"/snaps/s1")
 }
 
 func TestClassify(t *testing.T) {
 	ctx := context.Background()
 	perm := &os.PathError{Op: "open", Path: "/snap/member.db", Err: fs.ErrPermission}
-	wantClass(t, classify(ctx, "fetch member.db", "/snap/member.db", perm), drivers.Permanent, "permission denied on /snap/member.db")
+	testcheck.Class(t, classify(ctx, "fetch member.db", "/snap/member.db", perm), drivers.Permanent, "permission denied on /snap/member.db")
 	if h := drivers.HintOf(classify(ctx, "op", "/snap/member.db", perm)); !strings.Contains(h, "grant") {
 		t.Errorf("permission hint = %q", h)
 	}
 	missing := &os.PathError{Op: "open", Path: "/snap/x", Err: fs.ErrNotExist}
-	wantClass(t, classify(ctx, "op", "/snap/x", missing), drivers.Permanent, "/snap/x not found")
-	wantClass(t, classify(ctx, "op", "/snap/x", io.ErrUnexpectedEOF), drivers.Transient)
-	wantClass(t, classify(ctx, "op", "/snap/x", drivers.Errorf(drivers.Corruption, "bad")), drivers.Corruption)
+	testcheck.Class(t, classify(ctx, "op", "/snap/x", missing), drivers.Permanent, "/snap/x not found")
+	testcheck.Class(t, classify(ctx, "op", "/snap/x", io.ErrUnexpectedEOF), drivers.Transient)
+	testcheck.Class(t, classify(ctx, "op", "/snap/x", drivers.Errorf(drivers.Corruption, "bad")), drivers.Corruption)
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	// Whatever the store said, a done context makes it Cancelled.
-	wantClass(t, classify(cctx, "op", "/snap/x", io.ErrUnexpectedEOF), drivers.Cancelled)
+	testcheck.Class(t, classify(cctx, "op", "/snap/x", io.ErrUnexpectedEOF), drivers.Cancelled)
 }
 
 func TestClosedSource(t *testing.T) {
@@ -791,5 +768,5 @@ func TestClosedSource(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	_, err := s.Fetch(context.Background(), "member.db", filepath.Join(t.TempDir(), "x"))
-	wantClass(t, err, drivers.Permanent, "closed")
+	testcheck.Class(t, err, drivers.Permanent, "closed")
 }

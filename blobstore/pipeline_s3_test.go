@@ -10,6 +10,7 @@ import (
 
 	"github.com/restore-run/restore-run/drivers"
 	"github.com/restore-run/restore-run/internal/s3test"
+	"github.com/restore-run/restore-run/internal/testcheck"
 	"github.com/restore-run/restore-run/transfer"
 )
 
@@ -142,11 +143,11 @@ func TestS3PipelinePermanentErrorsFailFast(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "member.db")
 			start := time.Now()
 			_, err = s.Fetch(context.Background(), "member.db", dst)
-			wantClass(t, err, tc.class, tc.expect...)
+			testcheck.Class(t, err, tc.class, tc.expect...)
 			if el := time.Since(start); el > 3*time.Second {
 				t.Errorf("took %s to fail", el)
 			}
-			wantAbsent(t, dst, dst+PartialSuffix, dst+JournalSuffix)
+			testcheck.Absent(t, dst, dst+PartialSuffix, dst+JournalSuffix)
 			e.noSecrets(t, "error", err.Error())
 			if tc.kind == s3test.Forbidden && p.Gets.Load() > 8 {
 				t.Errorf("%d reads after a 403: retried?", p.Gets.Load())
@@ -175,7 +176,7 @@ func TestS3ResumeFetchesOnlyWhatIsMissing(t *testing.T) {
 	defer s.Close()
 	dst := filepath.Join(t.TempDir(), "member.db")
 	_, err = s.Fetch(context.Background(), "member.db", dst)
-	wantClass(t, err, drivers.Throttled)
+	testcheck.Class(t, err, drivers.Throttled)
 
 	// The rerun reads only the parts the first did not verify.
 	p2 := s3test.NewFaultProxy(t, e.srv.Addr, func(int64) s3test.Fault { return s3test.Pass })

@@ -17,6 +17,7 @@ import (
 
 	"github.com/restore-run/restore-run/drivers"
 	"github.com/restore-run/restore-run/internal/s3test"
+	"github.com/restore-run/restore-run/internal/testcheck"
 	"github.com/restore-run/restore-run/redact"
 )
 
@@ -144,7 +145,7 @@ func TestS3PackOpenFetch(t *testing.T) {
 	}
 	// Overwrite is refused unless asked.
 	_, err = Pack(ctx, PackOptions{Engine: "etcd", Files: []PackFile{{Path: writeFile(t, filepath.Join(t.TempDir(), "x"), []byte("x"))}}, Dest: e.ref("etcd/s1"), Stores: e.opts.Stores})
-	wantClass(t, err, drivers.Permanent, "already holds a snapshot")
+	testcheck.Class(t, err, drivers.Permanent, "already holds a snapshot")
 }
 
 func TestS3PackCompressed(t *testing.T) {
@@ -188,7 +189,7 @@ func TestS3PackCompressed(t *testing.T) {
 		})
 	}
 	_, err := Pack(context.Background(), PackOptions{Engine: "etcd", Compression: "lzma", Files: []PackFile{{Path: "x"}}, Dest: e.ref("c/bad")})
-	wantClass(t, err, drivers.Permanent, "lzma")
+	testcheck.Class(t, err, drivers.Permanent, "lzma")
 }
 
 func TestS3LatestAndList(t *testing.T) {
@@ -235,18 +236,18 @@ func TestS3LatestAndList(t *testing.T) {
 		t.Fatalf("List of a snapshot: %+v, %v", one, err)
 	}
 	_, err = List(ctx, e.ref("nothing-here"), e.opts)
-	wantClass(t, err, drivers.Permanent, "not found")
+	testcheck.Class(t, err, drivers.Permanent, "not found")
 
 	// No complete snapshot: the error lists what was found.
 	e.srv.PutObject(t, e.bucket, "mysql/s1/dump.sql", []byte("partial"))
 	_, err = OpenWith(ctx, e.ref("mysql/latest"), e.opts)
-	wantClass(t, err, drivers.Permanent, "no complete snapshot under "+e.ref("mysql"), "s1 (no manifest.json")
+	testcheck.Class(t, err, drivers.Permanent, "no complete snapshot under "+e.ref("mysql"), "s1 (no manifest.json")
 	_, err = OpenWith(ctx, e.ref("empty/latest"), e.opts)
-	wantClass(t, err, drivers.Permanent, "found nothing")
+	testcheck.Class(t, err, drivers.Permanent, "found nothing")
 
 	// Pack refuses "latest" as a destination.
 	_, err = Pack(ctx, PackOptions{Engine: "etcd", Files: []PackFile{{Path: "x"}}, Dest: e.ref("etcd/latest"), Stores: e.opts.Stores})
-	wantClass(t, err, drivers.Permanent, "reserved")
+	testcheck.Class(t, err, drivers.Permanent, "reserved")
 }
 
 func TestLocalLatest(t *testing.T) {
@@ -297,7 +298,7 @@ func TestS3WrongCredentials(t *testing.T) {
 			e.env = env
 			defer func() { e.env = map[string]string{"TEST_AK": e.srv.AccessKey, "TEST_SK": e.srv.SecretKey} }()
 			_, err := OpenWith(ctx, e.ref("etcd/s1"), e.opts)
-			wantClass(t, err, drivers.Permanent, "access denied to "+e.ref("etcd/s1"), "check the credentials")
+			testcheck.Class(t, err, drivers.Permanent, "access denied to "+e.ref("etcd/s1"), "check the credentials")
 			e.noSecrets(t, "error", err.Error())
 			for _, v := range env {
 				if strings.Contains(err.Error(), v) {
@@ -305,12 +306,12 @@ func TestS3WrongCredentials(t *testing.T) {
 				}
 			}
 			_, err = List(ctx, e.ref("etcd"), e.opts)
-			wantClass(t, err, drivers.Permanent, "check the credentials")
+			testcheck.Class(t, err, drivers.Permanent, "check the credentials")
 			_, err = OpenWith(ctx, e.ref("etcd/latest"), e.opts)
-			wantClass(t, err, drivers.Permanent, "check the credentials")
+			testcheck.Class(t, err, drivers.Permanent, "check the credentials")
 			p := writeFile(t, filepath.Join(t.TempDir(), "m"), []byte("x"))
 			_, err = Pack(ctx, PackOptions{Engine: "etcd", Files: []PackFile{{Path: p}}, Dest: e.ref("etcd/s2"), Stores: e.opts.Stores})
-			wantClass(t, err, drivers.Permanent, "check the credentials")
+			testcheck.Class(t, err, drivers.Permanent, "check the credentials")
 		})
 	}
 	if keys := e.srv.Keys(t, e.bucket, "etcd/s2"); len(keys) != 0 {
@@ -323,7 +324,7 @@ func TestS3NoCredentialsNoQuery(t *testing.T) {
 	// No keys anywhere, environment not read: refused before any request.
 	for _, ref := range []string{"s3://bucket/x", "gs://bucket/x", "azblob://container/x"} {
 		_, err := OpenWith(ctx, ref, OpenOptions{})
-		wantClass(t, err, drivers.Permanent, "no ")
+		testcheck.Class(t, err, drivers.Permanent, "no ")
 		if drivers.HintOf(err) == "" || !strings.Contains(drivers.HintOf(err), "docs/stores.md") {
 			t.Errorf("%s: hint %q", ref, drivers.HintOf(err))
 		}
@@ -333,29 +334,29 @@ func TestS3NoCredentialsNoQuery(t *testing.T) {
 		return v, ok
 	}
 	_, err := OpenWith(ctx, "azblob://container/x", OpenOptions{Stores: StoreConfig{Env: env}})
-	wantClass(t, err, drivers.Permanent, "no credentials for azblob://container")
+	testcheck.Class(t, err, drivers.Permanent, "no credentials for azblob://container")
 	_, err = OpenWith(ctx, "s3://bucket/x?region=eu&endpoint=http://x", OpenOptions{})
-	wantClass(t, err, drivers.Permanent, "take no credentials or query options")
+	testcheck.Class(t, err, drivers.Permanent, "take no credentials or query options")
 	_, err = OpenWith(ctx, "s3://bucket/x", OpenOptions{Stores: StoreConfig{Layers: []StoreLayer{{Source: "cfg", Stores: []StoreEntry{{
 		Match: "s3://bucket/", AccessKeyID: &SecretRef{Env: "RESTORE_RUN_TEST_UNSET_VAR"}, SecretAccessKey: &SecretRef{Env: "RESTORE_RUN_TEST_UNSET_VAR"}}}}}}})
-	wantClass(t, err, drivers.Permanent, "cfg", "RESTORE_RUN_TEST_UNSET_VAR is not set")
+	testcheck.Class(t, err, drivers.Permanent, "cfg", "RESTORE_RUN_TEST_UNSET_VAR is not set")
 }
 
 func TestS3MissingBucketAndManifest(t *testing.T) {
 	ctx := context.Background()
 	e := newS3(t)
 	_, err := OpenWith(ctx, "s3://no-such-bucket/etcd/s1", e.opts)
-	wantClass(t, err, drivers.Permanent, `bucket "no-such-bucket"`, "does not exist")
+	testcheck.Class(t, err, drivers.Permanent, `bucket "no-such-bucket"`, "does not exist")
 	_, err = List(ctx, "s3://no-such-bucket/etcd", e.opts)
-	wantClass(t, err, drivers.Permanent, `bucket "no-such-bucket"`)
+	testcheck.Class(t, err, drivers.Permanent, `bucket "no-such-bucket"`)
 	_, err = OpenWith(ctx, "s3://no-such-bucket/etcd/latest", e.opts)
-	wantClass(t, err, drivers.Permanent, `bucket "no-such-bucket"`)
+	testcheck.Class(t, err, drivers.Permanent, `bucket "no-such-bucket"`)
 
 	e.srv.PutObject(t, e.bucket, "half/member.db", []byte("x"))
 	_, err = OpenWith(ctx, e.ref("half"), e.opts)
-	wantClass(t, err, drivers.Permanent, e.ref("half")+" has no manifest.json")
+	testcheck.Class(t, err, drivers.Permanent, e.ref("half")+" has no manifest.json")
 	_, err = OpenWith(ctx, e.ref("nothing"), e.opts)
-	wantClass(t, err, drivers.Permanent, "not found")
+	testcheck.Class(t, err, drivers.Permanent, "not found")
 }
 
 // handManifest writes a manifest.json by hand under prefix.
@@ -380,20 +381,20 @@ func TestS3ManifestDoesNotMatchObjects(t *testing.T) {
 	e.srv.PutObject(t, e.bucket, "s/member.db", bad)
 	s := e.open(t, e.ref("s"))
 	_, err := s.Fetch(ctx, "member.db", dst)
-	wantClass(t, err, drivers.Corruption, `"member.db"`, "part 1", "bytes 4096-8191", "corrupt or was changed")
-	wantAbsent(t, dst, dst+PartialSuffix)
+	testcheck.Class(t, err, drivers.Corruption, `"member.db"`, "part 1", "bytes 4096-8191", "corrupt or was changed")
+	testcheck.Absent(t, dst, dst+PartialSuffix)
 
 	// Another size.
 	e.srv.PutObject(t, e.bucket, "s/member.db", data[:9000])
-	wantClass(t, s.CheckObjects(ctx), drivers.Corruption, "size mismatch", "expected 10000 bytes")
+	testcheck.Class(t, s.CheckObjects(ctx), drivers.Corruption, "size mismatch", "expected 10000 bytes")
 	_, err = s.Fetch(ctx, "member.db", dst)
-	wantClass(t, err, drivers.Corruption, "size mismatch")
-	wantAbsent(t, dst, dst+PartialSuffix)
+	testcheck.Class(t, err, drivers.Corruption, "size mismatch")
+	testcheck.Absent(t, dst, dst+PartialSuffix)
 
 	// A listed object that is not there.
 	e.srv.DeleteObject(t, e.bucket, "s/member.db")
 	_, err = s.Fetch(ctx, "member.db", dst)
-	wantClass(t, err, drivers.Permanent, `"member.db"`, "does not exist")
+	testcheck.Class(t, err, drivers.Permanent, `"member.db"`, "does not exist")
 	if ents, _ := os.ReadDir(work); len(ents) != 0 {
 		t.Errorf("the work dir holds %v", ents)
 	}
@@ -416,12 +417,12 @@ func TestS3HandWrittenManifests(t *testing.T) {
 
 	e.handManifest(t, "huge", map[string]any{"name": "member.db", "size": int64(1) << 50, "sha256": sum})
 	_, err = OpenWith(ctx, e.ref("huge"), e.opts)
-	wantClass(t, err, drivers.Permanent, `file "member.db" claims 1125899906842624 bytes (1.0 PiB)`, "more than restore-run accepts")
+	testcheck.Class(t, err, drivers.Permanent, `file "member.db" claims 1125899906842624 bytes (1.0 PiB)`, "more than restore-run accepts")
 
 	// Big but possible: opened, then refused against the free disk space.
 	e.handManifest(t, "big", map[string]any{"name": "member.db", "size": int64(60) << 40, "sha256": sum})
 	s := e.open(t, e.ref("big"))
-	wantClass(t, s.CheckFits(work), drivers.Permanent, `largest file "member.db"`, "60.0 TiB", "free")
+	testcheck.Class(t, s.CheckFits(work), drivers.Permanent, `largest file "member.db"`, "60.0 TiB", "free")
 
 	after, _ := os.ReadDir(outside)
 	if len(after) != len(before) {

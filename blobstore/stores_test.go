@@ -20,6 +20,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/testcheck"
 )
 
 // s3Err builds the error the AWS SDK returns for a response with status and code.
@@ -94,13 +95,13 @@ func TestClassifyStoreErrors(t *testing.T) {
 
 	// Messages name the object and the fix.
 	ctx := context.Background()
-	wantClass(t, classify(ctx, "read", "s3://b/p/manifest.json", s3Err(403, "InvalidAccessKeyId", nil)), drivers.Permanent,
+	testcheck.Class(t, classify(ctx, "read", "s3://b/p/manifest.json", s3Err(403, "InvalidAccessKeyId", nil)), drivers.Permanent,
 		"access denied to s3://b/p/manifest.json (InvalidAccessKeyId): check the credentials")
-	wantClass(t, classify(ctx, "read", "s3://b/p/manifest.json", s3Err(403, "", nil)), drivers.Permanent, "(403 Forbidden): check the credentials")
-	wantClass(t, classify(ctx, "read", "s3://b/p/manifest.json", s3Err(404, "NoSuchBucket", nil)), drivers.Permanent, `bucket "b" of s3://b/p/manifest.json does not exist`)
-	wantClass(t, classify(ctx, "read", "s3://b/p/x", s3Err(404, "NoSuchKey", nil)), drivers.Permanent, "s3://b/p/x not found")
-	wantClass(t, classify(ctx, "read", "s3://b/p/x", s3Err(503, "SlowDown", nil)), drivers.Throttled)
-	wantClass(t, classify(ctx, "read", "s3://b/p/x", s3Err(500, "", nil)), drivers.Transient)
+	testcheck.Class(t, classify(ctx, "read", "s3://b/p/manifest.json", s3Err(403, "", nil)), drivers.Permanent, "(403 Forbidden): check the credentials")
+	testcheck.Class(t, classify(ctx, "read", "s3://b/p/manifest.json", s3Err(404, "NoSuchBucket", nil)), drivers.Permanent, `bucket "b" of s3://b/p/manifest.json does not exist`)
+	testcheck.Class(t, classify(ctx, "read", "s3://b/p/x", s3Err(404, "NoSuchKey", nil)), drivers.Permanent, "s3://b/p/x not found")
+	testcheck.Class(t, classify(ctx, "read", "s3://b/p/x", s3Err(503, "SlowDown", nil)), drivers.Throttled)
+	testcheck.Class(t, classify(ctx, "read", "s3://b/p/x", s3Err(500, "", nil)), drivers.Transient)
 }
 
 func TestParseStoreConfig(t *testing.T) {
@@ -146,7 +147,7 @@ stores:
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ParseStoreConfig("cfg.yaml", []byte(bad.yaml))
-			wantClass(t, err, drivers.Permanent, "cfg.yaml", bad.want)
+			testcheck.Class(t, err, drivers.Permanent, "cfg.yaml", bad.want)
 			for _, secret := range []string{"hunter2", "t0k3nValue"} {
 				if strings.Contains(err.Error(), secret) {
 					t.Errorf("error shows the secret: %v", err)
@@ -236,12 +237,12 @@ stores:
 	half, _ := ParseStoreConfig("half", []byte("stores: [{match: 's3://b/', access_key_id: x}]"))
 	loc, _ := parseRef("s3://b/x")
 	_, err = StoreConfig{Layers: []StoreLayer{half}}.settingsFor(loc)
-	wantClass(t, err, drivers.Permanent, "go together")
+	testcheck.Class(t, err, drivers.Permanent, "go together")
 	// A target section may be a list too.
 	l, err := ParseStoreSection("t", []byte(`[{"match": "s3://b/", "region": "r"}]`))
 	if err != nil || len(l.Stores) != 1 || l.Stores[0].Region != "r" {
 		t.Errorf("list section: %+v %v", l, err)
 	}
 	_, err = ParseStoreSection("t", []byte(`{"secret_access_key": "clear"}`))
-	wantClass(t, err, drivers.Permanent, "in clear text")
+	testcheck.Class(t, err, drivers.Permanent, "in clear text")
 }

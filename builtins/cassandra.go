@@ -145,6 +145,20 @@ func cassandraNodesOf(env *Env) *cassNodes {
 	}).(*cassNodes)
 }
 
+// nodeTools is nodeList with the cluster's tools, for the builtins that run
+// nodetool on each node.
+func nodeTools(fn string, env *Env, v starlark.Value) (*cassops.Cluster, []cassops.ClusterNode, *cassops.Tools, error) {
+	c, nodes, err := nodeList(fn, env, v)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tools, err := toolsOf(env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, nodes, tools, nil
+}
+
 // nodeList reads a list of nodes (entries of target.nodes, dicts with a name, or
 // names) and resolves them against the target; None means every node.
 func nodeList(fn string, env *Env, v starlark.Value) (*cassops.Cluster, []cassops.ClusterNode, error) {
@@ -451,11 +465,7 @@ func cassStatus(ctx context.Context, env *Env, args starlark.Tuple, kwargs []sta
 	if err := Unpack("cassandra.status", args, kwargs, "nodes?", &nodesV); err != nil {
 		return nil, err
 	}
-	c, nodes, err := nodeList("cassandra.status", env, nodesV)
-	if err != nil {
-		return nil, err
-	}
-	tools, err := toolsOf(env)
+	c, nodes, tools, err := nodeTools("cassandra.status", env, nodesV)
 	if err != nil {
 		return nil, err
 	}
@@ -580,11 +590,7 @@ func cassSnapshot(ctx context.Context, env *Env, args starlark.Tuple, kwargs []s
 	if tag == "" {
 		return nil, drivers.Errorf(drivers.Script, "cassandra.snapshot: tag is empty")
 	}
-	c, nodes, err := nodeList("cassandra.snapshot", env, nodesV)
-	if err != nil {
-		return nil, err
-	}
-	tools, err := toolsOf(env)
+	c, nodes, tools, err := nodeTools("cassandra.snapshot", env, nodesV)
 	if err != nil {
 		return nil, err
 	}
@@ -602,11 +608,7 @@ func cassClearSnapshot(ctx context.Context, env *Env, args starlark.Tuple, kwarg
 	if tag == "" {
 		return nil, drivers.Errorf(drivers.Script, "cassandra.clear_snapshot: tag is empty (an empty tag would clear every snapshot)")
 	}
-	c, nodes, err := nodeList("cassandra.clear_snapshot", env, nodesV)
-	if err != nil {
-		return nil, err
-	}
-	tools, err := toolsOf(env)
+	c, nodes, tools, err := nodeTools("cassandra.clear_snapshot", env, nodesV)
 	if err != nil {
 		return nil, err
 	}

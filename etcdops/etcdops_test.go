@@ -16,24 +16,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/testcheck"
 )
-
-// wantClass fails the test unless err has class c and its message contains every
-// one of subs.
-func wantClass(t *testing.T, err error, c drivers.Class, subs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want a %s error", c)
-	}
-	if got := drivers.ClassOf(err); got != c {
-		t.Fatalf("class %q, want %q; error: %v", got, c, err)
-	}
-	for _, s := range subs {
-		if !strings.Contains(err.Error(), s) {
-			t.Fatalf("error %q does not contain %q", err, s)
-		}
-	}
-}
 
 func httpURL(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 
@@ -261,10 +245,10 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Status(ctx, bad)
-		wantClass(t, err, drivers.Corruption, bad, "checksum")
+		testcheck.Class(t, err, drivers.Corruption, bad, "checksum")
 		out := filepath.Join(t.TempDir(), "out")
 		err = Restore(ctx, RestoreConfig{SnapshotPath: bad, Name: "m1", DataDir: out, PeerURLs: []string{"http://127.0.0.1:2380"}})
-		wantClass(t, err, drivers.Corruption, "restore member m1", bad)
+		testcheck.Class(t, err, drivers.Corruption, "restore member m1", bad)
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
 			t.Fatalf("failed restore left %s behind", out)
 		}
@@ -285,7 +269,7 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 			t.Fatalf("raw status %+v", rs)
 		}
 		err = Restore(ctx, RestoreConfig{SnapshotPath: raw, Name: "r", DataDir: filepath.Join(t.TempDir(), "x"), PeerURLs: []string{"http://127.0.0.1:2380"}})
-		wantClass(t, err, drivers.Permanent, "no sha256 trailer", "SkipHashCheck")
+		testcheck.Class(t, err, drivers.Permanent, "no sha256 trailer", "SkipHashCheck")
 		if err := Restore(ctx, RestoreConfig{SnapshotPath: raw, Name: "r", DataDir: filepath.Join(t.TempDir(), "x"), PeerURLs: []string{"http://127.0.0.1:2380"}, SkipHashCheck: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +278,7 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 	t.Run("LiveDBIsLocked", func(t *testing.T) {
 		start := time.Now()
 		_, err := Status(ctx, filepath.Join(src.DataDir(), "member", "snap", "db"))
-		wantClass(t, err, drivers.Permanent, "locked")
+		testcheck.Class(t, err, drivers.Permanent, "locked")
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("Status on a locked file took %s", d)
 		}
@@ -306,7 +290,7 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := Restore(ctx, RestoreConfig{SnapshotPath: snap, Name: "m1", DataDir: out, PeerURLs: []string{"http://127.0.0.1:2380"}})
-		wantClass(t, err, drivers.Permanent, "restore member m1: data dir "+out+" already exists and is not empty; restore into a new directory")
+		testcheck.Class(t, err, drivers.Permanent, "restore member m1: data dir "+out+" already exists and is not empty; restore into a new directory")
 		if b, err := os.ReadFile(filepath.Join(out, "keep")); err != nil || string(b) != "mine" {
 			t.Fatal("refused restore touched the data dir")
 		}
@@ -320,16 +304,16 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 		base := RestoreConfig{SnapshotPath: snap, Name: "m1", DataDir: filepath.Join(t.TempDir(), "d"), PeerURLs: []string{"http://127.0.0.1:2380"}}
 		c := base
 		c.RevisionBump = 1000
-		wantClass(t, Restore(ctx, c), drivers.Permanent, "without MarkCompacted")
+		testcheck.Class(t, Restore(ctx, c), drivers.Permanent, "without MarkCompacted")
 		c = base
 		c.MarkCompacted = true
-		wantClass(t, Restore(ctx, c), drivers.Permanent, "MarkCompacted without RevisionBump")
+		testcheck.Class(t, Restore(ctx, c), drivers.Permanent, "MarkCompacted without RevisionBump")
 		c = base
 		c.InitialCluster = "other=http://127.0.0.1:2380"
-		wantClass(t, Restore(ctx, c), drivers.Permanent, "InitialCluster")
+		testcheck.Class(t, Restore(ctx, c), drivers.Permanent, "InitialCluster")
 		c = base
 		c.PeerURLs = nil
-		wantClass(t, Restore(ctx, c), drivers.Permanent, "PeerURLs")
+		testcheck.Class(t, Restore(ctx, c), drivers.Permanent, "PeerURLs")
 		if _, err := os.Stat(base.DataDir); !os.IsNotExist(err) {
 			t.Fatal("refused restore left the data dir behind")
 		}
@@ -339,24 +323,24 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
 		out := filepath.Join(t.TempDir(), "d")
-		wantClass(t, Restore(cctx, RestoreConfig{SnapshotPath: snap, Name: "m1", DataDir: out, PeerURLs: []string{"http://127.0.0.1:2380"}}), drivers.Cancelled)
+		testcheck.Class(t, Restore(cctx, RestoreConfig{SnapshotPath: snap, Name: "m1", DataDir: out, PeerURLs: []string{"http://127.0.0.1:2380"}}), drivers.Cancelled)
 		if _, err := os.Stat(out); !os.IsNotExist(err) {
 			t.Fatal("cancelled restore created the data dir")
 		}
 		_, err := Status(cctx, snap)
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 		_, err = Save(cctx, src.ClientURL(), filepath.Join(t.TempDir(), "s.db"))
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 		_, err = Dial(cctx, []string{src.ClientURL()})
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 		_, err = sc.Count(cctx, "")
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 		_, err = sc.Status(cctx, src.ClientURL())
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 		err = sc.Range(cctx, "", func(k, v []byte) error { return nil })
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 		_, err = StartMember(cctx, MemberConfig{Name: "x", DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:1", PeerURL: "http://127.0.0.1:2"})
-		wantClass(t, err, drivers.Cancelled)
+		testcheck.Class(t, err, drivers.Cancelled)
 	})
 
 	t.Run("ThreeMembers", func(t *testing.T) {
@@ -462,7 +446,7 @@ func TestSnapshotRestoreCluster(t *testing.T) {
 		}
 		// Revisions before the bump are compacted: a watcher must re-list.
 		_, err = c.HashKV(ctx, ms[0].ClientURL(), st.Revision)
-		wantClass(t, err, drivers.Permanent, "compacted")
+		testcheck.Class(t, err, drivers.Permanent, "compacted")
 	})
 }
 
@@ -479,7 +463,7 @@ func TestNotASnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Status(ctx, random)
-	wantClass(t, err, drivers.Corruption, random+" is not an etcd snapshot")
+	testcheck.Class(t, err, drivers.Corruption, random+" is not an etcd snapshot")
 
 	// Random bytes of a size that looks like a trailer: the checksum fails.
 	trailer := filepath.Join(dir, "random-trailer.bin")
@@ -487,7 +471,7 @@ func TestNotASnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Status(ctx, trailer)
-	wantClass(t, err, drivers.Corruption, trailer, "checksum")
+	testcheck.Class(t, err, drivers.Corruption, trailer, "checksum")
 
 	// A bbolt database that is not etcd's.
 	other := filepath.Join(dir, "other.db")
@@ -500,21 +484,21 @@ func TestNotASnapshot(t *testing.T) {
 	}
 	db.Close()
 	_, err = Status(ctx, other)
-	wantClass(t, err, drivers.Corruption, "is not an etcd snapshot", `"key" bucket`)
+	testcheck.Class(t, err, drivers.Corruption, "is not an etcd snapshot", `"key" bucket`)
 
 	empty := filepath.Join(dir, "empty")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Status(ctx, empty)
-	wantClass(t, err, drivers.Corruption, "is not an etcd snapshot")
+	testcheck.Class(t, err, drivers.Corruption, "is not an etcd snapshot")
 
 	_, err = Status(ctx, filepath.Join(dir, "missing.db"))
-	wantClass(t, err, drivers.Permanent, "does not exist")
+	testcheck.Class(t, err, drivers.Permanent, "does not exist")
 	_, err = Status(ctx, dir)
-	wantClass(t, err, drivers.Permanent, "not a regular file")
+	testcheck.Class(t, err, drivers.Permanent, "not a regular file")
 	err = Restore(ctx, RestoreConfig{SnapshotPath: random, Name: "m1", DataDir: filepath.Join(dir, "out"), PeerURLs: []string{"http://127.0.0.1:2380"}})
-	wantClass(t, err, drivers.Corruption, "restore member m1", "is not an etcd snapshot")
+	testcheck.Class(t, err, drivers.Corruption, "restore member m1", "is not an etcd snapshot")
 }
 
 // TestStartFailures checks the classes of StartMember's failures.
@@ -533,7 +517,7 @@ func TestStartFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = StartMember(ctx, MemberConfig{Name: "p", DataDir: t.TempDir(), ClientURL: "http://" + l.Addr().String(), PeerURL: httpURL(ports[0])})
-		wantClass(t, err, drivers.Transient, "address already in use", "FreeLoopbackPorts")
+		testcheck.Class(t, err, drivers.Transient, "address already in use", "FreeLoopbackPorts")
 	})
 
 	t.Run("NoQuorum", func(t *testing.T) {
@@ -547,22 +531,22 @@ func TestStartFailures(t *testing.T) {
 			InitialCluster: fmt.Sprintf("a=%s,b=%s,c=%s", httpURL(ports[1]), httpURL(ports[2]), httpURL(ports[3])),
 			StartTimeout:   time.Second,
 		})
-		wantClass(t, err, drivers.Transient, "not ready after 1s", "StartMembers")
+		testcheck.Class(t, err, drivers.Transient, "not ready after 1s", "StartMembers")
 		t.Logf("failed start returned after %s", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("BadConfig", func(t *testing.T) {
 		_, err := StartMember(ctx, MemberConfig{Name: "b", DataDir: t.TempDir(), ClientURL: "127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380"})
-		wantClass(t, err, drivers.Permanent, "ClientURL")
+		testcheck.Class(t, err, drivers.Permanent, "ClientURL")
 		_, err = StartMember(ctx, MemberConfig{Name: "b", DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380", ClusterState: "old"})
-		wantClass(t, err, drivers.Permanent, "ClusterState")
+		testcheck.Class(t, err, drivers.Permanent, "ClusterState")
 		_, err = StartMembers(ctx, []MemberConfig{
 			{Name: "a", DataDir: "/x", ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2380"},
 			{Name: "b", DataDir: "/y", ClientURL: "http://127.0.0.1:2379", PeerURL: "http://127.0.0.1:2381"},
 		})
-		wantClass(t, err, drivers.Permanent, "share the URL")
+		testcheck.Class(t, err, drivers.Permanent, "share the URL")
 		_, err = FreeLoopbackPorts(0)
-		wantClass(t, err, drivers.Permanent)
+		testcheck.Class(t, err, drivers.Permanent)
 	})
 
 	t.Run("OneOfThreeFails", func(t *testing.T) {
@@ -585,7 +569,7 @@ func TestStartFailures(t *testing.T) {
 		}
 		start := time.Now()
 		_, err = StartMembers(ctx, cfgs)
-		wantClass(t, err, drivers.Transient, "start etcd member c", "address already in use")
+		testcheck.Class(t, err, drivers.Transient, "start etcd member c", "address already in use")
 		if d := time.Since(start); d > 10*time.Second {
 			t.Fatalf("StartMembers took %s to give up", d)
 		}
@@ -610,16 +594,16 @@ func TestDialUnreachable(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = Dial(t.Context(), []string{httpURL(ports[0])})
-	wantClass(t, err, drivers.Transient, "no endpoint accepted a connection")
+	testcheck.Class(t, err, drivers.Transient, "no endpoint accepted a connection")
 	if d := time.Since(start); d > DefaultDialTimeout+2*time.Second {
 		t.Fatalf("Dial took %s", d)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	_, err = Save(ctx, httpURL(ports[0]), filepath.Join(t.TempDir(), "s.db"))
-	wantClass(t, err, drivers.Cancelled)
+	testcheck.Class(t, err, drivers.Cancelled)
 	_, err = Save(t.Context(), httpURL(ports[0]), filepath.Join(t.TempDir(), "missing", "s.db"))
-	wantClass(t, err, drivers.Permanent, "does not exist")
+	testcheck.Class(t, err, drivers.Permanent, "does not exist")
 	if _, err := Dial(t.Context(), nil); drivers.ClassOf(err) != drivers.Permanent {
 		t.Fatalf("Dial with no endpoints: %v", err)
 	}

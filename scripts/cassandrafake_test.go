@@ -241,30 +241,7 @@ func (f *cfake) modules(mods []builtins.Module) []builtins.Module {
 			"keyspace":        f.keyspace, "columns": f.columns, "count": f.count, "sample_digest": f.sampleDigest,
 		},
 	}
-	out := append([]builtins.Module(nil), mods...)
-	for i, m := range out {
-		fakes, ok := answers[m.Name]
-		if !ok {
-			continue
-		}
-		fm := m
-		for _, fn := range m.Funcs {
-			q := m.Name + "." + fn.Name
-			if realCQL[q] {
-				continue
-			}
-			ans, ok := fakes[fn.Name]
-			if !ok {
-				f.t.Fatalf("builtin %s has no fake: add one to the harness", q)
-			}
-			fm = fm.WithImpl(fn.Name, f.impl(q, fn.Params, ans))
-		}
-		for j := range fm.Funcs {
-			fm.Funcs[j].Plan = m.Funcs[j].Plan // plans run the real planning code
-		}
-		out[i] = fm
-	}
-	return out
+	return fakeModules(f.t, mods, answers, realCQL, f.impl)
 }
 
 func (f *cfake) impl(qualified, params string, ans canswer) builtins.Impl {

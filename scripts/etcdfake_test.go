@@ -163,11 +163,7 @@ var writes = []string{"etcd.snapshot_restore", "etcd.start_members", "etcd.stop_
 // starlark.Value) from its bound arguments.
 type answer func(env *builtins.Env, c *fakeCall) (any, error)
 
-// modules returns mods with "etcd" and "service" replaced by fakes. Every function is
-// replaced with Module.WithImpl, so the central wrapper still records, classifies
-// and skips writes in plan mode. WithImpl drops the real Plan function; it is put
-// back so that plan runs go through the real planning code (which only unpacks
-// arguments and checks paths) exactly as in production.
+// modules returns mods with "etcd" and "service" replaced by fakes (fakeModules).
 func (f *fake) modules(mods []builtins.Module) []builtins.Module {
 	answers := map[string]map[string]answer{
 		"etcd": {
@@ -184,31 +180,7 @@ func (f *fake) modules(mods []builtins.Module) []builtins.Module {
 		},
 		"service": {"start": f.service, "stop": f.service},
 	}
-	out := append([]builtins.Module(nil), mods...)
-	replaced := 0
-	for i, m := range out {
-		fakes, ok := answers[m.Name]
-		if !ok {
-			continue
-		}
-		fm := m
-		for _, fn := range m.Funcs {
-			ans, ok := fakes[fn.Name]
-			if !ok {
-				f.t.Fatalf("builtin %s.%s has no fake: add one to the harness", m.Name, fn.Name)
-			}
-			fm = fm.WithImpl(fn.Name, f.impl(m.Name+"."+fn.Name, fn.Params, ans))
-		}
-		for j := range fm.Funcs {
-			fm.Funcs[j].Plan = m.Funcs[j].Plan
-		}
-		out[i] = fm
-		replaced++
-	}
-	if replaced != len(answers) {
-		f.t.Fatalf("replaced %d modules, want %d (etcd, service)", replaced, len(answers))
-	}
-	return out
+	return fakeModules(f.t, mods, answers, nil, f.impl)
 }
 
 // impl wraps an answer: bind the arguments as the real builtin documents them (so a

@@ -42,3 +42,43 @@ func runFaked(t *testing.T, driver string, fakes func([]builtins.Module) []built
 	}
 	return rep, err
 }
+
+// fakeModules returns mods with every function of the modules named in answers
+// replaced, through Module.WithImpl, by impl of its answer: the central wrapper
+// still records, classifies and skips writes in plan mode. WithImpl drops the real
+// Plan function; it is put back so that plan runs go through the real planning
+// code (which only unpacks arguments and checks paths), as in production. A
+// function without an answer fails the test, except the ones named in real
+// (qualified names), which stay real.
+func fakeModules[A any](t testing.TB, mods []builtins.Module, answers map[string]map[string]A, real map[string]bool, impl func(qualified, params string, ans A) builtins.Impl) []builtins.Module {
+	t.Helper()
+	out := append([]builtins.Module(nil), mods...)
+	replaced := 0
+	for i, m := range out {
+		fakes, ok := answers[m.Name]
+		if !ok {
+			continue
+		}
+		fm := m
+		for _, fn := range m.Funcs {
+			q := m.Name + "." + fn.Name
+			if real[q] {
+				continue
+			}
+			ans, ok := fakes[fn.Name]
+			if !ok {
+				t.Fatalf("builtin %s has no fake: add one to the harness", q)
+			}
+			fm = fm.WithImpl(fn.Name, impl(q, fn.Params, ans))
+		}
+		for j := range fm.Funcs {
+			fm.Funcs[j].Plan = m.Funcs[j].Plan
+		}
+		out[i] = fm
+		replaced++
+	}
+	if replaced != len(answers) {
+		t.Fatalf("replaced %d modules, want %d: a faked module is not registered", replaced, len(answers))
+	}
+	return out
+}

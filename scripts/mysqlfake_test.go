@@ -158,29 +158,7 @@ func (f *myFake) modules(mods []builtins.Module) []builtins.Module {
 		},
 		"service": {"start": f.service, "stop": f.service},
 	}
-	out := append([]builtins.Module(nil), mods...)
-	for i, m := range out {
-		fakes, ok := answers[m.Name]
-		if !ok {
-			continue
-		}
-		fm := m
-		for _, fn := range m.Funcs {
-			ans, ok := fakes[fn.Name]
-			if !ok {
-				if m.Name == "mysql" && fn.Name == "parse_version" {
-					continue // pure parsing: the real one
-				}
-				f.t.Fatalf("builtin %s.%s has no fake: add one to the harness", m.Name, fn.Name)
-			}
-			fm = fm.WithImpl(fn.Name, f.impl(m.Name+"."+fn.Name, fn.Params, ans))
-		}
-		for j := range fm.Funcs {
-			fm.Funcs[j].Plan = m.Funcs[j].Plan
-		}
-		out[i] = fm
-	}
-	return out
+	return fakeModules(f.t, mods, answers, map[string]bool{"mysql.parse_version": true}, f.impl) // pure parsing: the real one
 }
 
 func (f *myFake) impl(qualified, params string, ans myAnswer) builtins.Impl {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/restore-run/restore-run/internal/testcheck"
 )
 
 // The kill -9 test re-runs this test binary as a child that downloads a slow object;
@@ -96,7 +98,7 @@ func TestResumeAfterKill9(t *testing.T) {
 			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 				t.Fatalf("child was not killed: %v (%s)", err, stderr.String())
 			}
-			wantAbsent(t, dst)
+			testcheck.Absent(t, dst)
 
 			o := fastOptions()
 			o.StateDir = state

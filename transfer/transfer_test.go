@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/pierrec/lz4/v4"
 
 	"github.com/restore-run/restore-run/drivers"
+	"github.com/restore-run/restore-run/internal/testcheck"
 )
 
 const kib = 1 << 10
@@ -38,30 +38,6 @@ func newDownloader(t *testing.T, o Options) *Downloader {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func wantClass(t *testing.T, err error, c drivers.Class, contains ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("want a %s error, got nil", c)
-	}
-	if got := drivers.ClassOf(err); got != c {
-		t.Fatalf("want class %s, got %s: %v", c, got, err)
-	}
-	for _, s := range contains {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error %q does not contain %q", err, s)
-		}
-	}
-}
-
-func wantAbsent(t *testing.T, paths ...string) {
-	t.Helper()
-	for _, p := range paths {
-		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s should not exist (err=%v)", p, err)
-		}
-	}
 }
 
 func fetchTo(t *testing.T, d *Downloader, obj *fakeObject, f drivers.File, dst string) (Result, error) {
@@ -101,7 +77,7 @@ func TestRoundTrip(t *testing.T) {
 				if res.SHA256 != hexSum(data) || res.Size != int64(size) || res.Fetched != int64(size) || res.Resumed != 0 {
 					t.Errorf("size %d part %d: result %+v", size, partSize, res)
 				}
-				wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+				testcheck.Absent(t, dst+PartialSuffix, dst+JournalSuffix)
 
 				var buf bytes.Buffer
 				sres, err := d.Stream(context.Background(), Request{Name: f.Name, File: f, Object: obj}, &buf)
@@ -140,12 +116,12 @@ func TestWrongStoredSizeIsCorruption(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "m")
 	for _, obj := range []*fakeObject{{data: data[:4900]}, {data: append(append([]byte(nil), data...), 'x')}} {
 		_, err := fetchTo(t, d, obj, f, dst)
-		wantClass(t, err, drivers.Corruption, "size mismatch", "expected 5000 bytes")
+		testcheck.Class(t, err, drivers.Corruption, "size mismatch", "expected 5000 bytes")
 		_, err = d.Stream(context.Background(), Request{Name: "m", File: f, Object: obj}, io.Discard)
-		wantClass(t, err, drivers.Corruption, "size mismatch")
+		testcheck.Class(t, err, drivers.Corruption, "size mismatch")
 		_, err = d.Open(context.Background(), Request{Name: "m", File: f, Object: obj})
-		wantClass(t, err, drivers.Corruption, "size mismatch")
-		wantAbsent(t, dst, dst+PartialSuffix)
+		testcheck.Class(t, err, drivers.Corruption, "size mismatch")
+		testcheck.Absent(t, dst, dst+PartialSuffix)
 	}
 }
 
@@ -266,13 +242,13 @@ func TestPermanentErrorsFailFast(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "f")
 			start := time.Now()
 			_, err := fetchTo(t, d, obj, manifestFile("f", data, 64*kib), dst)
-			wantClass(t, err, tc.class, tc.expect...)
+			testcheck.Class(t, err, tc.class, tc.expect...)
 			if time.Since(start) > time.Second {
 				t.Errorf("took %s to fail", time.Since(start))
 			}
-			wantAbsent(t, dst, dst+PartialSuffix, dst+JournalSuffix)
+			testcheck.Absent(t, dst, dst+PartialSuffix, dst+JournalSuffix)
 			_, err = d.Stream(context.Background(), Request{Name: "f", File: manifestFile("f", data, 64*kib), Object: obj}, io.Discard)
-			wantClass(t, err, tc.class, tc.expect...)
+			testcheck.Class(t, err, tc.class, tc.expect...)
 		})
 	}
 }
@@ -284,7 +260,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	o.Retry.MaxAttempts = 3
 	d := newDownloader(t, o)
 	_, err := fetchTo(t, d, obj, manifestFile("f", data, 0), filepath.Join(t.TempDir(), "f"))
-	wantClass(t, err, drivers.Throttled, "gave up after 3 failed attempts", "HTTP 503")
+	testcheck.Class(t, err, drivers.Throttled, "gave up after 3 failed attempts", "HTTP 503")
 	if obj.calls != 3 {
 		t.Errorf("%d reads, want 3", obj.calls)
 	}
@@ -297,8 +273,8 @@ func TestWholeFileMismatchWithoutParts(t *testing.T) {
 	d := newDownloader(t, fastOptions())
 	dst := filepath.Join(t.TempDir(), "f")
 	_, err := fetchTo(t, d, &fakeObject{data: data}, f, dst)
-	wantClass(t, err, drivers.Corruption, "sha256 mismatch", f.SHA256, hexSum(data))
-	wantAbsent(t, dst, dst+PartialSuffix, dst+JournalSuffix)
+	testcheck.Class(t, err, drivers.Corruption, "sha256 mismatch", f.SHA256, hexSum(data))
+	testcheck.Absent(t, dst, dst+PartialSuffix, dst+JournalSuffix)
 
 	// A stream delivers every byte, then fails instead of reaching EOF.
 	r, err := d.Open(context.Background(), Request{Name: "f", File: f, Object: &fakeObject{data: data}})
@@ -307,7 +283,7 @@ func TestWholeFileMismatchWithoutParts(t *testing.T) {
 	}
 	defer r.Close()
 	got, err := io.ReadAll(r)
-	wantClass(t, err, drivers.Corruption, "sha256 mismatch")
+	testcheck.Class(t, err, drivers.Corruption, "sha256 mismatch")
 	if len(got) != len(data) {
 		t.Errorf("delivered %d bytes before the error", len(got))
 	}
@@ -319,7 +295,7 @@ func TestStreamDeliversOnlyVerifiedParts(t *testing.T) {
 	d := newDownloader(t, fastOptions())
 	var out bytes.Buffer
 	_, err := d.Stream(context.Background(), Request{Name: "f", File: manifestFile("f", data, 64*kib), Object: obj}, &out)
-	wantClass(t, err, drivers.Corruption, "part 2")
+	testcheck.Class(t, err, drivers.Corruption, "part 2")
 	if out.Len() > 128*kib {
 		t.Errorf("delivered %d bytes: more than the parts before the bad one", out.Len())
 	}
@@ -342,11 +318,11 @@ func TestResumeAfterFailure(t *testing.T) {
 		o := fastOptions()
 		o.Retry.MaxAttempts = 2
 		_, err := fetchTo(t, newDownloader(t, o), obj, f, dst)
-		wantClass(t, err, drivers.Throttled)
+		testcheck.Class(t, err, drivers.Throttled)
 		if _, err := os.Stat(dst + JournalSuffix); err != nil {
 			t.Fatalf("journal: %v", err)
 		}
-		wantAbsent(t, dst)
+		testcheck.Absent(t, dst)
 
 		obj2 := &fakeObject{data: data}
 		res, err := fetchTo(t, newDownloader(t, fastOptions()), obj2, f, dst)
@@ -359,7 +335,7 @@ func TestResumeAfterFailure(t *testing.T) {
 		if res.Resumed < 256*kib || res.Resumed > 512*kib || obj2.fetched.Load() != int64(len(data))-res.Resumed {
 			t.Errorf("part size %d: resumed %d, fetched %d of %d", partSize, res.Resumed, obj2.fetched.Load(), len(data))
 		}
-		wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+		testcheck.Absent(t, dst+PartialSuffix, dst+JournalSuffix)
 	}
 }
 
@@ -375,9 +351,9 @@ func TestResumeRefusesAChangedPartial(t *testing.T) {
 	}}
 	o := fastOptions()
 	_, err := fetchTo(t, newDownloader(t, o), obj, f, dst)
-	wantClass(t, err, drivers.Permanent)
+	testcheck.Class(t, err, drivers.Permanent)
 	// A permanent failure removes the partial data: nothing to resume.
-	wantAbsent(t, dst+PartialSuffix, dst+JournalSuffix)
+	testcheck.Absent(t, dst+PartialSuffix, dst+JournalSuffix)
 
 	// Cancel a run half way: the partial data stays; then damage it.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -388,7 +364,7 @@ func TestResumeRefusesAChangedPartial(t *testing.T) {
 		return nil
 	}}
 	_, err = newDownloader(t, o).Fetch(ctx, Request{Name: "f", File: f, Object: obj, Dst: dst})
-	wantClass(t, err, drivers.Cancelled)
+	testcheck.Class(t, err, drivers.Cancelled)
 	b, _ := os.ReadFile(dst + PartialSuffix)
 	if len(b) != len(data) {
 		t.Fatalf("partial has %d bytes", len(b))
@@ -428,7 +404,7 @@ func TestStateDirSkipsCompletedFiles(t *testing.T) {
 	if _, err := fetchTo(t, newDownloader(t, o), &fakeObject{data: data}, f, dst); err != nil {
 		t.Fatal(err)
 	}
-	wantAbsent(t, dst+JournalSuffix)
+	testcheck.Absent(t, dst+JournalSuffix)
 	obj := &fakeObject{data: data}
 	res, err := fetchTo(t, newDownloader(t, o), obj, f, dst)
 	if err != nil || !res.Skipped || obj.fetched.Load() != 0 || res.SHA256 != hexSum(data) {
@@ -502,18 +478,18 @@ func TestDecompression(t *testing.T) {
 			jf.Compression = kind
 			dst2 := filepath.Join(t.TempDir(), "junk")
 			_, err = d.Fetch(context.Background(), Request{Name: "junk", File: jf, Object: &fakeObject{data: junk}, Dst: dst2, Decompress: true})
-			wantClass(t, err, drivers.Corruption, "do not decompress as "+kind)
-			wantAbsent(t, dst2, dst2+PartialSuffix)
+			testcheck.Class(t, err, drivers.Corruption, "do not decompress as "+kind)
+			testcheck.Absent(t, dst2, dst2+PartialSuffix)
 
 			// Corrupt stored bytes fail as corruption before decompression matters.
 			bad := append([]byte(nil), stored...)
 			bad[len(bad)/2] ^= 1
 			_, err = d.Fetch(context.Background(), Request{Name: f.Name, File: f, Object: &fakeObject{data: bad}, Dst: dst2, Decompress: true})
-			wantClass(t, err, drivers.Corruption)
+			testcheck.Class(t, err, drivers.Corruption)
 			if f.Parts != nil && !strings.Contains(err.Error(), "part") {
 				t.Errorf("error %q does not name the part", err)
 			}
-			wantAbsent(t, dst2, dst2+PartialSuffix)
+			testcheck.Absent(t, dst2, dst2+PartialSuffix)
 		})
 	}
 }
@@ -525,7 +501,7 @@ func TestTrailingDataAfterCompressedStream(t *testing.T) {
 	f.Compression = "gzip"
 	d := newDownloader(t, fastOptions())
 	_, err := d.Stream(context.Background(), Request{Name: "f", File: f, Object: &fakeObject{data: stored}, Decompress: true}, io.Discard)
-	wantClass(t, err, drivers.Corruption)
+	testcheck.Class(t, err, drivers.Corruption)
 }
 
 func TestBandwidthLimit(t *testing.T) {
@@ -577,7 +553,7 @@ func TestFetchAll(t *testing.T) {
 		os.Remove(r.Dst)
 	}
 	_, err = newDownloader(t, o).FetchAll(context.Background(), reqs)
-	wantClass(t, err, drivers.Corruption, `"fc"`, "part 0")
+	testcheck.Class(t, err, drivers.Corruption, `"fc"`, "part 0")
 }
 
 func TestProgressBarAndLog(t *testing.T) {
@@ -620,8 +596,8 @@ func TestCancelKeepsResumeState(t *testing.T) {
 		return nil
 	}}
 	_, err := newDownloader(t, fastOptions()).Fetch(ctx, Request{Name: "f", File: f, Object: obj, Dst: dst})
-	wantClass(t, err, drivers.Cancelled)
-	wantAbsent(t, dst)
+	testcheck.Class(t, err, drivers.Cancelled)
+	testcheck.Absent(t, dst)
 	for _, p := range []string{dst + PartialSuffix, dst + JournalSuffix} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s: %v", p, err)
@@ -635,6 +611,6 @@ func TestCancelKeepsResumeState(t *testing.T) {
 	dst2 := filepath.Join(t.TempDir(), "g")
 	obj.calls = 0
 	_, err = newDownloader(t, o).Fetch(ctx, Request{Name: "f", File: f, Object: obj, Dst: dst2})
-	wantClass(t, err, drivers.Cancelled)
-	wantAbsent(t, dst2, dst2+PartialSuffix, dst2+JournalSuffix)
+	testcheck.Class(t, err, drivers.Cancelled)
+	testcheck.Absent(t, dst2, dst2+PartialSuffix, dst2+JournalSuffix)
 }
